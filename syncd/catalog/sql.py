@@ -1,0 +1,536 @@
+"""The catalog logic shared by SQLite and PostgreSQL; dialects supply connections and bulk I/O.
+
+Writers serialize on one lock (SQLite's write lock, or the `counters` row in PostgreSQL), and
+change ids come from the `counters` row inside the same transaction: no gaps on rollback, and
+ids commit in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Literal
+
+from syncd.catalog.types import (
+    CatalogRow,
+    Change,
+    DatasetSummary,
+    DeadLetter,
+    Item,
+    ItemWrite,
+    Op,
+    RunConflict,
+    RunCounts,
+    RunStatus,
+    SyncRun,
+    WriteResult,
+)
+
+ROW_COLUMNS = (
+    "key, size, mtime, etag, version, deleted, change_id, order_token, observed_at, "
+    "content_type, media_kind"
+)
+ITEM_COLUMNS = (
+    "dataset_id, driver_id, key, size, mtime, etag, version, content_type, media_kind, "
+    "order_token, observed_at, deleted, change_id"
+)
+CHANGE_COLUMNS = "id, dataset_id, driver_id, key, op, size, etag, version, at, run_id"
+RUN_COLUMNS = (
+    "r.id, ds.name, dr.name, r.status, r.started_at, r.heartbeat_at, r.finished_at, r.listed, "
+    "r.added, r.updated, r.deleted, r.unchanged, r.skipped, r.errors, r.reason, r.host, r.pid"
+)
+UPSERT_SET = (
+    "size = excluded.size, mtime = excluded.mtime, etag = excluded.etag, "
+    "version = excluded.version, content_type = excluded.content_type, "
+    "media_kind = excluded.media_kind, order_token = excluded.order_token, "
+    "observed_at = excluded.observed_at, deleted = excluded.deleted, "
+    "change_id = excluded.change_id"
+)
+SCAN_CHUNK = 10_000
+
+ItemTuple = tuple[Any, ...]
+ChangeTuple = tuple[Any, ...]
+
+
+def item_tuple(dataset_id: int, driver_id: int, write: ItemWrite, change_id: int) -> ItemTuple:
+    s = write.state
+    return (
+        dataset_id,
+        driver_id,
+        s.key,
+        s.size,
+        s.mtime,
+        s.etag,
+        s.version,
+        s.content_type,
+        s.media_kind,
+        s.order_token,
+        s.observed_at,
+        s.deleted,
+        change_id,
+    )
+
+
+class SqlCatalog(ABC):
+    """A catalog in a SQL database reached through a DB-API connection."""
+
+    url: str
+    placeholder = "?"
+
+    # -- dialect hooks -------------------------------------------------------------------
+
+    @abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement outside an explicit write transaction; return the cursor."""
+
+    @abstractmethod
+    def _write_lock(self) -> AbstractContextManager[Any]:
+        """Begin a transaction holding the single writer lock; yield a cursor."""
+
+    @abstractmethod
+    def _bulk_upsert(self, cursor: Any, rows: list[ItemTuple]) -> None: ...
+
+    @abstractmethod
+    def _bulk_changes(self, cursor: Any, rows: list[ChangeTuple]) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def _upsert_sql(self, guarded: bool) -> str:
+        marks = ", ".join(["?"] * 13)
+        sql = (
+            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES ({marks}) "
+            f"ON CONFLICT (dataset_id, driver_id, key) DO UPDATE SET {UPSERT_SET}"
+        )
+        if guarded:
+            sql += " WHERE items.change_id <= ?"
+        return self._sql(sql)
+
+    # -- names ---------------------------------------------------------------------------
+
+    def find_id(self, kind: Literal["dataset", "driver"], name: str) -> int | None:
+        table = "datasets" if kind == "dataset" else "drivers"
+        row = self._execute(self._sql(f"SELECT id FROM {table} WHERE name = ?"), (name,)).fetchone()
+        return int(row[0]) if row else None
+
+    def dataset_id(self, name: str) -> int:
+        row = self._execute(self._sql("SELECT id FROM datasets WHERE name = ?"), (name,)).fetchone()
+        if row:
+            return int(row[0])
+        with self._write_lock() as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO datasets (name, created_at) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO NOTHING"
+                ),
+                (name, time.time()),
+            )
+            cur.execute(self._sql("SELECT id FROM datasets WHERE name = ?"), (name,))
+            return int(cur.fetchone()[0])
+
+    def driver_id(self, name: str, provider: str, bucket: str, prefix: str) -> int:
+        row = self._execute(
+            self._sql("SELECT id, provider, bucket, prefix FROM drivers WHERE name = ?"), (name,)
+        ).fetchone()
+        if row and tuple(row[1:]) == (provider, bucket, prefix):
+            return int(row[0])
+        with self._write_lock() as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO drivers (name, provider, bucket, prefix) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET provider = excluded.provider, "
+                    "bucket = excluded.bucket, prefix = excluded.prefix"
+                ),
+                (name, provider, bucket, prefix),
+            )
+            cur.execute(self._sql("SELECT id FROM drivers WHERE name = ?"), (name,))
+            return int(cur.fetchone()[0])
+
+    def last_change_id(self) -> int:
+        row = self._execute("SELECT value FROM counters WHERE name = 'change'").fetchone()
+        return int(row[0])
+
+    # -- the reconciler's read side ------------------------------------------------------
+
+    def scan(
+        self, dataset_id: int, driver_id: int, start_after: str | None = None
+    ) -> Iterator[CatalogRow]:
+        # Keyset pages, each its own short read: no long transaction pins the WAL or blocks
+        # writers, and the reconciler only writes keys at or behind the page it has read.
+        first = self._sql(
+            f"SELECT {ROW_COLUMNS} FROM items WHERE dataset_id = ? AND driver_id = ? "
+            "ORDER BY key LIMIT ?"
+        )
+        after = self._sql(
+            f"SELECT {ROW_COLUMNS} FROM items WHERE dataset_id = ? AND driver_id = ? "
+            "AND key > ? ORDER BY key LIMIT ?"
+        )
+        make = CatalogRow._make
+        last = start_after
+        while True:
+            if last is None:
+                rows = self._execute(first, (dataset_id, driver_id, SCAN_CHUNK)).fetchall()
+            else:
+                rows = self._execute(after, (dataset_id, driver_id, last, SCAN_CHUNK)).fetchall()
+            if not rows:
+                return
+            yield from map(make, rows)
+            if len(rows) < SCAN_CHUNK:
+                return
+            last = rows[-1][0]
+
+    # -- writes --------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[_SqlWriteTx]:
+        with self._write_lock() as cur:
+            cur.execute("SELECT value FROM counters WHERE name = 'change'")
+            tx = _SqlWriteTx(self, cur, int(cur.fetchone()[0]))
+            yield tx
+            if tx.counter != tx.start_counter:
+                cur.execute(
+                    self._sql("UPDATE counters SET value = ? WHERE name = 'change'"), (tx.counter,)
+                )
+
+    # -- sync runs -----------------------------------------------------------------------
+
+    def begin_run(
+        self, dataset_id: int, driver_id: int, *, watermark: int, stale_after: float = 300.0
+    ) -> int:
+        now = time.time()
+        host = socket.gethostname()
+        with self._write_lock() as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT id, host, pid, heartbeat_at FROM sync_runs "
+                    "WHERE dataset_id = ? AND driver_id = ? AND status = 'running'"
+                ),
+                (dataset_id, driver_id),
+            )
+            for run_id, run_host, pid, heartbeat in cur.fetchall():
+                dead = run_host == host and not _pid_alive(int(pid))
+                if dead or now - heartbeat > stale_after:
+                    why = "process gone" if dead else f"no heartbeat for {now - heartbeat:.0f}s"
+                    cur.execute(
+                        self._sql(
+                            "UPDATE sync_runs SET status = 'interrupted', finished_at = ?, "
+                            "reason = ? WHERE id = ?"
+                        ),
+                        (now, f"interrupted: {why}", run_id),
+                    )
+                else:
+                    raise RunConflict(f"sync run {run_id} (pid {pid} on {run_host}) is running")
+            cur.execute(
+                self._sql(
+                    "INSERT INTO sync_runs (dataset_id, driver_id, status, started_at, "
+                    "heartbeat_at, watermark, host, pid, errors) "
+                    "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, '[]') RETURNING id"
+                ),
+                (dataset_id, driver_id, now, now, watermark, host, os.getpid()),
+            )
+            return int(cur.fetchone()[0])
+
+    def finish_run(
+        self,
+        run_id: int,
+        status: RunStatus,
+        counts: RunCounts,
+        errors: Sequence[str] = (),
+        reason: str | None = None,
+    ) -> None:
+        now = time.time()
+        with self._write_lock() as cur:
+            cur.execute(
+                self._sql(
+                    "UPDATE sync_runs SET status = ?, finished_at = ?, heartbeat_at = ?, "
+                    "listed = ?, added = ?, updated = ?, deleted = ?, unchanged = ?, "
+                    "skipped = ?, errors = ?, reason = ? WHERE id = ?"
+                ),
+                (
+                    str(status),
+                    now,
+                    now,
+                    counts.listed,
+                    counts.added,
+                    counts.updated,
+                    counts.deleted,
+                    counts.unchanged,
+                    counts.skipped,
+                    json.dumps(list(errors)[:100]),
+                    reason,
+                    run_id,
+                ),
+            )
+
+    # -- reads for people and downstream consumers --------------------------------------
+
+    def datasets(self) -> list[DatasetSummary]:
+        rows = self._execute(
+            "SELECT ds.id, ds.name, "
+            "(SELECT count(*) FROM items i WHERE i.dataset_id = ds.id AND i.deleted = ?), "
+            "(SELECT coalesce(sum(size), 0) FROM items i WHERE i.dataset_id = ds.id "
+            "AND i.deleted = ?), "
+            "(SELECT count(*) FROM items i WHERE i.dataset_id = ds.id AND i.deleted = ?) "
+            "FROM datasets ds ORDER BY ds.name".replace("?", self.placeholder),
+            (False, False, True),
+        ).fetchall()
+        out = []
+        for dataset_id, name, count, size, deleted in rows:
+            drivers = self._execute(
+                self._sql(
+                    "SELECT DISTINCT dr.name FROM sync_runs r JOIN drivers dr ON dr.id = r.driver_id "
+                    "WHERE r.dataset_id = ? ORDER BY dr.name"
+                ),
+                (dataset_id,),
+            ).fetchall()
+            last = self._runs_where("r.dataset_id = ?", (dataset_id,), 1)
+            out.append(
+                DatasetSummary(
+                    name=name,
+                    drivers=tuple(d[0] for d in drivers),
+                    items=int(count),
+                    bytes=int(size),
+                    deleted=int(deleted),
+                    last_run=last[0] if last else None,
+                )
+            )
+        return out
+
+    def items(
+        self,
+        dataset: str,
+        *,
+        prefix: str = "",
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
+        include_deleted: bool = False,
+    ) -> Iterator[Item]:
+        where = ["ds.name = ?"]
+        params: list[Any] = [dataset]
+        if not include_deleted:
+            where.append("i.deleted = ?")
+            params.append(False)
+        if prefix:
+            # A key range keeps the index usable; LIKE would need escaping.
+            where.append("i.key >= ? AND i.key < ?")
+            params += [prefix, prefix + "\U0010ffff"]
+        base_where = " AND ".join(where)
+        sql = self._sql(
+            "SELECT ds.name, dr.name, i.key, i.size, i.mtime, i.etag, i.version, "
+            "i.content_type, i.media_kind, i.order_token, i.observed_at, i.deleted, i.change_id "
+            "FROM items i JOIN datasets ds ON ds.id = i.dataset_id "
+            "JOIN drivers dr ON dr.id = i.driver_id "
+            "WHERE {where} ORDER BY dr.name, i.key LIMIT ?"
+        )
+        remaining = limit
+        cursor_after = after
+        while remaining is None or remaining > 0:
+            page = SCAN_CHUNK if remaining is None else min(SCAN_CHUNK, remaining)
+            clause, extra = base_where, list(params)
+            if cursor_after is not None:
+                clause += " AND (dr.name > ? OR (dr.name = ? AND i.key > ?))"
+                extra += [cursor_after[0], cursor_after[0], cursor_after[1]]
+            rows = self._execute(
+                sql.replace("{where}", self._sql(clause)), (*extra, page)
+            ).fetchall()
+            for row in rows:
+                yield Item(
+                    dataset=row[0],
+                    driver=row[1],
+                    key=row[2],
+                    size=int(row[3]),
+                    mtime=row[4],
+                    etag=row[5],
+                    version=row[6],
+                    content_type=row[7],
+                    media_kind=row[8],
+                    order_token=row[9],
+                    observed_at=row[10],
+                    deleted=bool(row[11]),
+                    change_id=int(row[12]),
+                )
+            if len(rows) < page:
+                return
+            cursor_after = (rows[-1][1], rows[-1][2])
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def changes(self, dataset: str, since: int = 0, limit: int | None = None) -> Iterator[Change]:
+        sql = self._sql(
+            "SELECT c.id, ds.name, dr.name, c.key, c.op, c.size, c.etag, c.version, c.at, "
+            "c.run_id FROM changes c JOIN datasets ds ON ds.id = c.dataset_id "
+            "JOIN drivers dr ON dr.id = c.driver_id "
+            "WHERE ds.name = ? AND c.id > ? ORDER BY c.id LIMIT ?"
+        )
+        remaining = limit
+        last = since
+        while remaining is None or remaining > 0:
+            page = SCAN_CHUNK if remaining is None else min(SCAN_CHUNK, remaining)
+            rows = self._execute(sql, (dataset, last, page)).fetchall()
+            for row in rows:
+                yield Change(int(row[0]), row[1], row[2], row[3], Op(row[4]), *row[5:])
+            if len(rows) < page:
+                return
+            last = int(rows[-1][0])
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def runs(self, dataset: str | None = None, limit: int = 20) -> list[SyncRun]:
+        if dataset is None:
+            return self._runs_where("1 = 1", (), limit)
+        return self._runs_where("ds.name = ?", (dataset,), limit)
+
+    def _runs_where(self, where: str, params: Sequence[Any], limit: int) -> list[SyncRun]:
+        rows = self._execute(
+            self._sql(
+                f"SELECT {RUN_COLUMNS} FROM sync_runs r "
+                "JOIN datasets ds ON ds.id = r.dataset_id JOIN drivers dr ON dr.id = r.driver_id "
+                f"WHERE {where} ORDER BY r.id DESC LIMIT ?"
+            ),
+            (*params, limit),
+        ).fetchall()
+        return [
+            SyncRun(
+                id=int(r[0]),
+                dataset=r[1],
+                driver=r[2],
+                status=RunStatus(r[3]),
+                started_at=r[4],
+                heartbeat_at=r[5],
+                finished_at=r[6],
+                counts=RunCounts(*(int(v or 0) for v in r[7:13])),
+                errors=tuple(json.loads(r[13] or "[]")),
+                reason=r[14],
+                host=r[15],
+                pid=int(r[16]),
+            )
+            for r in rows
+        ]
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        rows = self._execute(
+            self._sql(
+                "SELECT id, received_at, source, reason, payload FROM dead_letters "
+                "ORDER BY id DESC LIMIT ?"
+            ),
+            (limit,),
+        ).fetchall()
+        return [DeadLetter(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+
+
+class _SqlWriteTx:
+    def __init__(self, catalog: SqlCatalog, cursor: Any, counter: int) -> None:
+        self._catalog = catalog
+        self._cur = cursor
+        self.start_counter = counter
+        self.counter = counter
+
+    def last_change_id(self) -> int:
+        return self.counter
+
+    def rows(self, dataset_id: int, driver_id: int, keys: Collection[str]) -> dict[str, CatalogRow]:
+        out: dict[str, CatalogRow] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ", ".join(["?"] * len(chunk))
+            self._cur.execute(
+                self._catalog._sql(
+                    f"SELECT {ROW_COLUMNS} FROM items WHERE dataset_id = ? AND driver_id = ? "
+                    f"AND key IN ({marks})"
+                ),
+                (dataset_id, driver_id, *chunk),
+            )
+            for row in self._cur.fetchall():
+                out[row[0]] = CatalogRow._make(row)
+        return out
+
+    def write(
+        self,
+        dataset_id: int,
+        driver_id: int,
+        writes: Sequence[ItemWrite],
+        *,
+        run_id: int | None = None,
+        guard: int | None = None,
+        expect_last: int | None = None,
+    ) -> WriteResult:
+        if len({w.state.key for w in writes}) != len(writes):
+            raise ValueError("one write call takes each key at most once")
+        first = self.counter + 1
+        if guard is None or self.counter == expect_last:
+            applied = list(writes)
+            items = [item_tuple(dataset_id, driver_id, w, first + n) for n, w in enumerate(applied)]
+            self._catalog._bulk_upsert(self._cur, items)
+        else:
+            applied = []
+            sql = self._catalog._upsert_sql(guarded=True)
+            for write in writes:
+                row = item_tuple(dataset_id, driver_id, write, first + len(applied))
+                self._cur.execute(sql, (*row, guard))
+                if self._cur.rowcount == 1:
+                    applied.append(write)
+        now = time.time()
+        changes = [
+            (
+                first + n,
+                dataset_id,
+                driver_id,
+                w.state.key,
+                str(w.op),
+                w.state.size,
+                w.state.etag,
+                w.state.version,
+                now,
+                run_id,
+            )
+            for n, w in enumerate(applied)
+        ]
+        if changes:
+            self._catalog._bulk_changes(self._cur, changes)
+        self.counter += len(applied)
+        return WriteResult(applied=applied, first_change_id=first)
+
+    def dead_letter(self, source: str, reason: str, payload: str) -> None:
+        self._cur.execute(
+            self._catalog._sql(
+                "INSERT INTO dead_letters (received_at, source, reason, payload) VALUES (?, ?, ?, ?)"
+            ),
+            (time.time(), source, reason, payload),
+        )
+
+    def heartbeat(self, run_id: int, counts: RunCounts) -> None:
+        self._cur.execute(
+            self._catalog._sql(
+                "UPDATE sync_runs SET heartbeat_at = ?, listed = ?, added = ?, updated = ?, "
+                "deleted = ?, unchanged = ?, skipped = ? WHERE id = ?"
+            ),
+            (
+                time.time(),
+                counts.listed,
+                counts.added,
+                counts.updated,
+                counts.deleted,
+                counts.unchanged,
+                counts.skipped,
+                run_id,
+            ),
+        )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,260 @@
+"""What the catalog stores and the protocol every catalog implements.
+
+The reconciler and the event applier are the only writers of items; both write through a
+`WriteTx`, which holds the catalog's single writer lock for its duration, so change ids are
+gap-free and commit in id order (a consumer reading "since N" never misses a change).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal, NamedTuple, Protocol
+
+
+class Op(StrEnum):
+    ADDED = "added"
+    UPDATED = "updated"
+    DELETED = "deleted"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    ABORTED = "aborted"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class CatalogRow(NamedTuple):
+    """One item as the reconciler and applier read it (a tuple: this is the hot path)."""
+
+    key: str
+    size: int
+    mtime: float
+    etag: str | None
+    version: str | None
+    deleted: bool
+    change_id: int
+    order_token: str | None
+    observed_at: float
+    content_type: str | None
+    media_kind: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemState:
+    """The state an item is written with. A tombstone keeps the last known fields."""
+
+    key: str
+    size: int
+    mtime: float
+    etag: str | None
+    version: str | None
+    content_type: str | None
+    media_kind: str | None
+    order_token: str | None
+    observed_at: float
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ItemWrite:
+    op: Op
+    state: ItemState
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One item as users and manifest builders read it."""
+
+    dataset: str
+    driver: str
+    key: str
+    size: int
+    mtime: float
+    etag: str | None
+    version: str | None
+    content_type: str | None
+    media_kind: str | None
+    order_token: str | None
+    observed_at: float
+    deleted: bool
+    change_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    id: int
+    dataset: str
+    driver: str
+    key: str
+    op: Op
+    size: int
+    etag: str | None
+    version: str | None
+    at: float
+    run_id: int | None
+
+
+@dataclass(slots=True)
+class RunCounts:
+    listed: int = 0
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "listed": self.listed,
+            "added": self.added,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRun:
+    id: int
+    dataset: str
+    driver: str
+    status: RunStatus
+    started_at: float
+    heartbeat_at: float
+    finished_at: float | None
+    counts: RunCounts
+    errors: tuple[str, ...]
+    reason: str | None
+    host: str
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetSummary:
+    name: str
+    drivers: tuple[str, ...]
+    items: int
+    bytes: int
+    deleted: int
+    last_run: SyncRun | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    received_at: float
+    source: str
+    reason: str
+    payload: str
+
+
+@dataclass(slots=True)
+class WriteResult:
+    applied: list[ItemWrite] = field(default_factory=list)
+    first_change_id: int = 0
+
+
+class RunConflict(Exception):
+    """Another live sync run holds the same dataset and driver."""
+
+
+class WriteTx(Protocol):
+    """One write transaction holding the catalog's writer lock."""
+
+    def last_change_id(self) -> int: ...
+
+    def rows(self, dataset_id: int, driver_id: int, keys: Collection[str]) -> dict[str, CatalogRow]:
+        """Current rows (tombstones included) for `keys`, read under the writer lock."""
+        ...
+
+    def write(
+        self,
+        dataset_id: int,
+        driver_id: int,
+        writes: Sequence[ItemWrite],
+        *,
+        run_id: int | None = None,
+        guard: int | None = None,
+        expect_last: int | None = None,
+    ) -> WriteResult:
+        """Upsert items and append one change per applied write.
+
+        With `guard`, a write applies only where the item is absent or its last change id is
+        at most `guard` (nothing newer touched it). When the change counter still equals
+        `expect_last`, nobody else wrote since, and the checks are skipped.
+        """
+        ...
+
+    def dead_letter(self, source: str, reason: str, payload: str) -> None: ...
+
+    def heartbeat(self, run_id: int, counts: RunCounts) -> None: ...
+
+
+class Catalog(Protocol):
+    url: str
+
+    def close(self) -> None: ...
+
+    def find_id(self, kind: Literal["dataset", "driver"], name: str) -> int | None:
+        """The id of an existing dataset or driver, without creating it."""
+        ...
+
+    def dataset_id(self, name: str) -> int:
+        """The id of dataset `name`, created if new."""
+        ...
+
+    def driver_id(self, name: str, provider: str, bucket: str, prefix: str) -> int:
+        """The id of driver `name`, created (or its location updated) as needed."""
+        ...
+
+    def last_change_id(self) -> int: ...
+
+    def scan(
+        self, dataset_id: int, driver_id: int, start_after: str | None = None
+    ) -> Iterator[CatalogRow]:
+        """Every row of one dataset and driver, tombstones included, in key byte order."""
+        ...
+
+    def transaction(self) -> AbstractContextManager[WriteTx]: ...
+
+    def begin_run(
+        self, dataset_id: int, driver_id: int, *, watermark: int, stale_after: float = 300.0
+    ) -> int: ...
+
+    def finish_run(
+        self,
+        run_id: int,
+        status: RunStatus,
+        counts: RunCounts,
+        errors: Sequence[str] = (),
+        reason: str | None = None,
+    ) -> None: ...
+
+    def datasets(self) -> list[DatasetSummary]: ...
+
+    def items(
+        self,
+        dataset: str,
+        *,
+        prefix: str = "",
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
+        include_deleted: bool = False,
+    ) -> Iterator[Item]:
+        """Items of `dataset`, streamed in (driver, key) order; `after` is (driver, key)."""
+        ...
+
+    def changes(
+        self, dataset: str, since: int = 0, limit: int | None = None
+    ) -> Iterator[Change]: ...
+
+    def runs(self, dataset: str | None = None, limit: int = 20) -> list[SyncRun]: ...
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...

@@ -1,0 +1,431 @@
+"""Reconcile one driver's listing into one dataset: merge, classify, apply in batches.
+
+Adds and updates are written as the merge finds them; deletes are held back (spilled to a
+temporary file, so memory stays flat) until the whole listing has arrived cleanly and the
+safety limits allow them. Every write is guarded by the change id seen when the run began
+(the watermark): an item that an event touched after that is left alone, so a reconcile never
+undoes a newer event (invariant 4).
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+import structlog
+
+from syncd.catalog.types import (
+    Catalog,
+    CatalogRow,
+    ItemState,
+    ItemWrite,
+    Op,
+    RunCounts,
+    RunStatus,
+    WriteTx,
+)
+from syncd.config import Driver, MaxDelete
+from syncd.diff import Added, Changed, Removed, diff
+from syncd.errors import ListingOrderError, SyncdError
+from syncd.media import media_kind
+from syncd.storage.filters import KeyFilter
+from syncd.storage.ordering import sort_listing
+from syncd.storage.types import ObjectInfo, Store
+
+log = structlog.get_logger("syncd.reconcile")
+
+BATCH_SIZE = 5_000
+HEARTBEAT_EVERY = 10.0
+PLAN_LIMIT = 1_000
+
+Progress = Callable[[RunCounts], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedChange:
+    op: Op
+    key: str
+    size: int
+
+
+@dataclass(slots=True)
+class SyncResult:
+    """What one reconcile of one (dataset, driver) did, or with `dry_run` would do."""
+
+    dataset: str
+    driver: str
+    status: RunStatus
+    counts: RunCounts
+    dry_run: bool = False
+    run_id: int | None = None
+    reason: str | None = None
+    errors: list[str] = field(default_factory=list)
+    #: With `dry_run`, the first `PLAN_LIMIT` planned changes.
+    plan: list[PlannedChange] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "dataset": self.dataset,
+            "driver": self.driver,
+            "run_id": self.run_id,
+            "status": str(self.status),
+            "dry_run": self.dry_run,
+            "counts": self.counts.as_dict(),
+            "reason": self.reason,
+            "errors": self.errors,
+            "elapsed_seconds": round(self.elapsed, 3),
+            **(
+                {"plan": [{"op": str(p.op), "key": p.key, "size": p.size} for p in self.plan]}
+                if self.dry_run
+                else {}
+            ),
+        }
+
+
+def item_state(info: ObjectInfo) -> ItemState:
+    return ItemState(
+        key=info.key,
+        size=info.size,
+        mtime=info.mtime,
+        etag=info.etag,
+        version=info.version,
+        content_type=info.content_type,
+        media_kind=str(media_kind(info.key, info.content_type)),
+        order_token=info.order_token,
+        observed_at=info.mtime,
+    )
+
+
+def tombstone(row: CatalogRow, at: float) -> ItemState:
+    return ItemState(
+        key=row.key,
+        size=row.size,
+        mtime=row.mtime,
+        etag=row.etag,
+        version=row.version,
+        content_type=row.content_type,
+        media_kind=row.media_kind,
+        order_token=row.order_token,
+        observed_at=at,
+        deleted=True,
+    )
+
+
+class _HeldDeletes:
+    """Rows the listing lacks, kept on disk until the listing is known to be complete."""
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] | None = None
+        self._pending: list[CatalogRow] = []
+        self.count = 0
+
+    def add(self, row: CatalogRow) -> None:
+        self._pending.append(row)
+        self.count += 1
+        if len(self._pending) >= BATCH_SIZE:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="syncd-deletes-")
+        pickle.dump(self._pending, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._pending = []
+
+    def batches(self) -> Iterator[list[CatalogRow]]:
+        if self._file is not None:
+            self._file.seek(0)
+            while True:
+                try:
+                    yield pickle.load(self._file)
+                except EOFError:
+                    break
+        if self._pending:
+            yield self._pending
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+class _Writer:
+    """Applies batches of writes for one run, guarded by the run's watermark."""
+
+    def __init__(
+        self, catalog: Catalog, dataset_id: int, driver_id: int, run_id: int, watermark: int
+    ):
+        self.catalog = catalog
+        self.dataset_id = dataset_id
+        self.driver_id = driver_id
+        self.run_id = run_id
+        self.watermark = watermark
+        # While the change counter equals what this run alone has made it, nobody else wrote,
+        # and the per-row guard can be skipped.
+        self._expect: int | None = watermark
+        self._last_beat = time.monotonic()
+
+    def apply(self, writes: list[ItemWrite], counts: RunCounts) -> list[ItemWrite]:
+        with self.catalog.transaction() as tx:
+            applied = self._write(tx, writes, counts)
+            tx.heartbeat(self.run_id, counts)
+        self._last_beat = time.monotonic()
+        return applied
+
+    def _write(self, tx: WriteTx, writes: list[ItemWrite], counts: RunCounts) -> list[ItemWrite]:
+        if not writes:
+            return []
+        before = tx.last_change_id()
+        result = tx.write(
+            self.dataset_id,
+            self.driver_id,
+            writes,
+            run_id=self.run_id,
+            guard=self.watermark,
+            expect_last=self._expect if self._expect is not None else -1,
+        )
+        self._expect = tx.last_change_id() if before == self._expect else None
+        refused = len(writes) - len(result.applied)
+        if refused:
+            counts.skipped += refused
+            log.info("newer change kept", refused=refused, run_id=self.run_id)
+        return result.applied
+
+    def heartbeat(self, counts: RunCounts) -> None:
+        if time.monotonic() - self._last_beat >= HEARTBEAT_EVERY:
+            self.apply([], counts)
+
+
+def _tally(applied: list[ItemWrite], counts: RunCounts) -> None:
+    for write in applied:
+        if write.op is Op.ADDED:
+            counts.added += 1
+        elif write.op is Op.UPDATED:
+            counts.updated += 1
+        else:
+            counts.deleted += 1
+
+
+class _Pass:
+    """One merge of a listing with the catalog (repeated once, sorted, if order breaks)."""
+
+    def __init__(
+        self,
+        writer: _Writer | None,
+        counts: RunCounts,
+        plan: list[PlannedChange],
+        progress: Progress | None,
+    ) -> None:
+        self.writer = writer
+        self.counts = counts
+        self.plan = plan
+        self.progress = progress
+        self.deletes = _HeldDeletes()
+        self.live = 0
+
+    def run(self, listing: Iterator[ObjectInfo], rows: Iterator[CatalogRow]) -> None:
+        counts = self.counts
+        pending: list[ItemWrite] = []
+        for seen, change in enumerate(diff(listing, rows), start=1):
+            if change.__class__ is Removed:
+                assert isinstance(change, Removed)
+                self.live += 1
+                self.deletes.add(change.row)
+            elif change.__class__ is Added:
+                assert isinstance(change, Added)
+                counts.listed += 1
+                pending.append(ItemWrite(Op.ADDED, item_state(change.info)))
+            elif change.__class__ is Changed:
+                assert isinstance(change, Changed)
+                counts.listed += 1
+                self.live += 1
+                pending.append(ItemWrite(Op.UPDATED, item_state(change.info)))
+            else:
+                counts.listed += 1
+                counts.unchanged += 1
+                self.live += 1
+            if len(pending) >= BATCH_SIZE:
+                self._apply(pending)
+                pending = []
+            elif seen % BATCH_SIZE == 0:
+                if self.writer is not None:
+                    self.writer.heartbeat(counts)
+                if self.progress is not None:
+                    self.progress(counts)
+        self._apply(pending)
+
+    def _apply(self, pending: list[ItemWrite]) -> None:
+        if not pending:
+            return
+        if self.writer is None:
+            _tally(pending, self.counts)
+            room = PLAN_LIMIT - len(self.plan)
+            self.plan.extend(PlannedChange(w.op, w.state.key, w.state.size) for w in pending[:room])
+        else:
+            _tally(self.writer.apply(pending, self.counts), self.counts)
+        if self.progress is not None:
+            self.progress(self.counts)
+
+
+def _listing(
+    store: Store, driver: Driver, keys: KeyFilter, counts: RunCounts, *, sort: bool
+) -> Iterator[ObjectInfo]:
+    raw = store.list(driver.prefix)
+    if not keys.passes_everything:
+        raw = _filtered(raw, keys, counts)
+    return sort_listing(raw) if sort else raw
+
+
+def _filtered(
+    listing: Iterator[ObjectInfo], keys: KeyFilter, counts: RunCounts
+) -> Iterator[ObjectInfo]:
+    accepts = keys.accepts
+    for info in listing:
+        if accepts(info.key):
+            yield info
+        else:
+            counts.skipped += 1
+
+
+def reconcile(
+    catalog: Catalog,
+    store: Store,
+    *,
+    dataset: str,
+    driver: Driver,
+    provider: str,
+    dry_run: bool = False,
+    max_delete: MaxDelete | None = None,
+    progress: Progress | None = None,
+) -> SyncResult:
+    """Bring `dataset`'s items from `driver` in step with `store`'s listing.
+
+    Never raises for a listing failure: the result says `aborted` with the reason, and nothing
+    was deleted. Raises `RunConflict` when another live run holds the same dataset and driver.
+    """
+    started = time.monotonic()
+    wall_start = time.time()
+    counts = RunCounts()
+    result = SyncResult(dataset, driver.name, RunStatus.RUNNING, counts, dry_run=dry_run)
+    keys = KeyFilter(driver.prefix, driver.include, driver.exclude, driver.skip)
+    limit = max_delete or driver.max_delete
+
+    writer: _Writer | None = None
+    if dry_run:
+        dataset_id = catalog.find_id("dataset", dataset)
+        driver_id = catalog.find_id("driver", driver.name)
+    else:
+        dataset_id = catalog.dataset_id(dataset)
+        driver_id = catalog.driver_id(driver.name, provider, driver.bucket, driver.prefix)
+        watermark = catalog.last_change_id()
+        run_id = catalog.begin_run(dataset_id, driver_id, watermark=watermark)
+        result.run_id = run_id
+        writer = _Writer(catalog, dataset_id, driver_id, run_id, watermark)
+    bound = log.bind(dataset=dataset, driver=driver.name, run_id=result.run_id, dry_run=dry_run)
+    bound.info("sync started", provider=provider, bucket=driver.bucket, prefix=driver.prefix)
+
+    def rows() -> Iterator[CatalogRow]:
+        if dataset_id is None or driver_id is None:
+            return iter(())
+        return catalog.scan(dataset_id, driver_id)
+
+    sort = not store.sorted_listing
+    merge = _Pass(writer, counts, result.plan, progress)
+    try:
+        try:
+            merge.run(_listing(store, driver, keys, counts, sort=sort), rows())
+        except ListingOrderError as exc:
+            # Writes so far compared each key with its own row, so they stand; only the held
+            # deletes are suspect. Merge again over the listing sorted on disk.
+            bound.warning("listing out of order, sorting it", error=str(exc))
+            result.errors.append(f"{exc}; listing was re-read and sorted")
+            merge.deletes.close()
+            written = counts.added + counts.updated
+            counts.listed = counts.unchanged = counts.skipped = 0
+            merge = _Pass(writer, counts, result.plan, progress)
+            merge.run(_listing(store, driver, keys, counts, sort=True), rows())
+            counts.unchanged = max(0, counts.unchanged - written)
+    except (SyncdError, OSError) as exc:
+        merge.deletes.close()
+        return _finish(catalog, result, RunStatus.ABORTED, f"listing failed: {exc}", started, bound)
+    except BaseException:
+        merge.deletes.close()
+        if result.run_id is not None:
+            catalog.finish_run(result.run_id, RunStatus.FAILED, counts, result.errors, "crashed")
+        raise
+
+    listing_errors = [str(e) for e in getattr(store, "listing_errors", ())]
+    result.errors.extend(listing_errors)
+    try:
+        status, reason = _apply_deletes(merge, driver, limit, result, wall_start, listing_errors)
+    finally:
+        merge.deletes.close()
+    return _finish(catalog, result, status, reason, started, bound)
+
+
+def _apply_deletes(
+    merge: _Pass,
+    driver: Driver,
+    limit: MaxDelete,
+    result: SyncResult,
+    at: float,
+    listing_errors: list[str],
+) -> tuple[RunStatus, str | None]:
+    counts = result.counts
+    held = merge.deletes.count
+    if held == 0:
+        if listing_errors:
+            return RunStatus.COMPLETED_WITH_ERRORS, f"{len(listing_errors)} entries unreadable"
+        return RunStatus.SUCCEEDED, None
+    if counts.listed == 0:
+        return RunStatus.ABORTED, (
+            f"the listing of {driver.bucket}/{driver.prefix} was empty but {held} items were live; "
+            "deleting nothing"
+        )
+    exceeded = limit.exceeded(held, merge.live)
+    if exceeded:
+        return RunStatus.ABORTED, f"{exceeded}; deleting nothing (raise max_delete to allow)"
+    if listing_errors:
+        return RunStatus.COMPLETED_WITH_ERRORS, (
+            f"{len(listing_errors)} entries unreadable; deleting nothing"
+        )
+    if not driver.allow_external_delete:
+        counts.skipped += held
+        return RunStatus.SUCCEEDED, None
+    pending: list[ItemWrite] = []
+    for batch in merge.deletes.batches():
+        for row in batch:
+            pending.append(ItemWrite(Op.DELETED, tombstone(row, at)))
+            if len(pending) >= BATCH_SIZE:
+                merge._apply(pending)
+                pending = []
+    merge._apply(pending)
+    return RunStatus.SUCCEEDED, None
+
+
+def _finish(
+    catalog: Catalog,
+    result: SyncResult,
+    status: RunStatus,
+    reason: str | None,
+    started: float,
+    bound: structlog.typing.FilteringBoundLogger,
+) -> SyncResult:
+    result.status = status
+    result.reason = reason
+    result.elapsed = time.monotonic() - started
+    if result.run_id is not None:
+        catalog.finish_run(result.run_id, status, result.counts, result.errors, reason)
+    event = "sync finished" if status is RunStatus.SUCCEEDED else "sync stopped"
+    level = bound.info if status is RunStatus.SUCCEEDED else bound.warning
+    level(
+        event,
+        status=str(status),
+        reason=reason,
+        seconds=round(result.elapsed, 3),
+        **result.counts.as_dict(),
+    )
+    return result

@@ -1,0 +1,105 @@
+"""Which keys a driver syncs: include/exclude globs and the skip rule for hidden/partial files.
+
+Glob rules (gitignore-like): a pattern without `/` matches the basename; a pattern with `/`
+matches the key relative to the driver's prefix; `*` stays within one path segment, `**`
+crosses segments, `?` is one character, `[abc]` a set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from syncd.storage.types import ObjectInfo
+
+
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    out = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[":
+            end = pattern.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(char))
+            else:
+                body = pattern[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class _Glob:
+    regex: re.Pattern[str]
+    basename_only: bool
+
+    @classmethod
+    def of(cls, pattern: str) -> _Glob:
+        return cls(glob_to_regex(pattern.lstrip("/")), "/" not in pattern)
+
+    def matches(self, relative: str) -> bool:
+        target = relative.rsplit("/", 1)[-1] if self.basename_only else relative
+        return self.regex.match(target) is not None
+
+
+class KeyFilter:
+    """Decides whether a key belongs to a driver."""
+
+    def __init__(
+        self,
+        prefix: str = "",
+        include: Iterable[str] = (),
+        exclude: Iterable[str] = (),
+        skip: Iterable[str] = (),
+    ) -> None:
+        self.prefix = prefix
+        self._include = [_Glob.of(p) for p in include]
+        self._exclude = [_Glob.of(p) for p in exclude]
+        self._skip = tuple(skip)
+
+    @property
+    def passes_everything(self) -> bool:
+        return not (self._include or self._exclude or self._skip)
+
+    def skips_segment(self, name: str) -> bool:
+        """True when a single path segment (file or folder name) matches the skip rule."""
+        return any(fnmatchcase(name, pattern) for pattern in self._skip)
+
+    def accepts(self, key: str) -> bool:
+        if not key.startswith(self.prefix):
+            return False
+        relative = key[len(self.prefix) :]
+        if self._skip and any(self.skips_segment(part) for part in relative.split("/")):
+            return False
+        if self._include and not any(g.matches(relative) for g in self._include):
+            return False
+        return not any(g.matches(relative) for g in self._exclude)
+
+    def filter(self, listing: Iterable[ObjectInfo]) -> Iterator[ObjectInfo]:
+        if self.passes_everything:
+            yield from listing
+            return
+        accepts = self.accepts
+        for info in listing:
+            if accepts(info.key):
+                yield info

@@ -1,0 +1,178 @@
+"""Local folders as a store: keys are `/`-joined paths relative to the root.
+
+The walk yields keys in UTF-8 byte order without collecting the tree: inside each folder,
+entries are sorted by name with folders compared as `name/`, which is exactly the order of
+the full keys (`a-b` < `a/b` < `a0`). Memory is bounded by one folder's width times depth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import stat as stat_module
+from collections.abc import Iterator
+from pathlib import Path
+
+import structlog
+
+from syncd.config import Driver, Integration
+from syncd.errors import NotFound, PermissionDenied
+from syncd.storage.filters import KeyFilter
+from syncd.storage.types import ObjectInfo
+
+_HASH_CHUNK = 1 << 20
+log = structlog.get_logger("syncd.storage.local")
+
+
+class LocalStore:
+    """A folder on this machine. Symlinks are not followed unless asked."""
+
+    sorted_listing = True
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        follow_symlinks: bool = False,
+        content_hash: str = "none",
+        skip: KeyFilter | None = None,
+        name: str = "local",
+    ) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.name = name
+        self.follow_symlinks = follow_symlinks
+        self.content_hash = content_hash
+        self._skip = skip
+        #: Entries the last listing could not read: the listing is incomplete, so the
+        #: reconciler deletes nothing while this is non-empty.
+        self.listing_errors: list[str] = []
+
+    def _path(self, key: str) -> Path:
+        if key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
+            raise NotFound(f"{self.name}: invalid key {key!r}")
+        return self.root / key
+
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        if not self.root.is_dir():
+            raise NotFound(f"{self.name}: folder {self.root} does not exist")
+        self.listing_errors = []
+        # Start from the deepest folder the prefix names, then filter by the full prefix.
+        folder, _, _ = prefix.rpartition("/")
+        start_dir = self.root / folder if folder else self.root
+        if not start_dir.is_dir():
+            return
+        base = folder + "/" if folder else ""
+        for info in self._walk(start_dir, base):
+            if not info.key.startswith(prefix):
+                if info.key > prefix:
+                    return
+                continue
+            if start_after is not None and info.key <= start_after:
+                continue
+            yield info
+
+    def _walk(self, directory: Path, base: str) -> Iterator[ObjectInfo]:
+        try:
+            with os.scandir(directory) as scan:
+                entries = list(scan)
+        except PermissionError as exc:
+            raise PermissionDenied(
+                f"{self.name}: cannot read folder {directory}: {exc.strerror}"
+            ) from exc
+        named: list[tuple[str, os.DirEntry[str], bool]] = []
+        for entry in entries:
+            name = entry.name
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                # Such a name can never be a key, so skipping it is not doubt about deletes.
+                log.warning("name is not valid UTF-8, skipped", path=os.fsdecode(entry.path))
+                continue
+            if self._skip is not None and self._skip.skips_segment(name):
+                continue
+            try:
+                is_dir = entry.is_dir(follow_symlinks=self.follow_symlinks)
+            except OSError:
+                continue
+            named.append((name + "/" if is_dir else name, entry, is_dir))
+        named.sort(key=lambda item: item[0])
+        for sort_name, entry, is_dir in named:
+            if is_dir:
+                yield from self._walk(Path(entry.path), base + sort_name)
+                continue
+            try:
+                st = entry.stat(follow_symlinks=self.follow_symlinks)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                self.listing_errors.append(f"{entry.path}: {exc.strerror or exc}")
+                continue
+            if not stat_module.S_ISREG(st.st_mode):
+                continue
+            yield self._info(base + sort_name, entry.path, st)
+
+    def _info(self, key: str, path: str, st: os.stat_result) -> ObjectInfo:
+        etag = None
+        if self.content_hash != "none":
+            etag = _file_hash(path, self.content_hash)
+        content_type, _ = mimetypes.guess_type(key, strict=False)
+        return ObjectInfo(
+            key=key,
+            size=st.st_size,
+            mtime=st.st_mtime_ns / 1e9,
+            etag=etag,
+            content_type=content_type,
+        )
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            st = path.stat() if self.follow_symlinks else path.lstat()
+        except FileNotFoundError:
+            raise NotFound(f"{self.name}: {key} does not exist") from None
+        if not stat_module.S_ISREG(st.st_mode):
+            raise NotFound(f"{self.name}: {key} is not a regular file")
+        return self._info(key, str(path), st)
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        try:
+            with open(self._path(key), "rb") as handle:
+                handle.seek(start)
+                return handle.read(length)
+        except FileNotFoundError:
+            raise NotFound(f"{self.name}: {key} does not exist") from None
+
+    def url(self, key: str) -> str:
+        return (self.root / key).as_uri() if key else self.root.as_uri()
+
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> ObjectInfo:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return self.stat(key)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            raise NotFound(f"{self.name}: {key} does not exist") from None
+
+
+def _file_hash(path: str, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def from_config(driver: Driver, integration: Integration, base_dir: Path) -> LocalStore:
+    root = Path(driver.bucket).expanduser()
+    return LocalStore(
+        root if root.is_absolute() else base_dir / root,
+        follow_symlinks=driver.follow_symlinks,
+        content_hash=driver.content_hash,
+        skip=KeyFilter(skip=driver.skip),
+        name=driver.name,
+    )

@@ -1,0 +1,80 @@
+"""The storage protocol: a small required core and optional capabilities.
+
+Every backend yields frozen `ObjectInfo` records; SDK objects never leave the backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One object as a listing or a stat sees it.
+
+    `mtime` is seconds since the epoch (UTC). `version` is the provider's version id or
+    generation; `order_token` is a comparable token of the object's state where the
+    provider gives one in listings (GCS generation), else None.
+    """
+
+    key: str
+    size: int
+    mtime: float
+    etag: str | None = None
+    version: str | None = None
+    content_type: str | None = None
+    order_token: str | None = None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The required core every backend implements.
+
+    Key order is UTF-8 byte order, which for valid keys equals Python's `str` ordering
+    (UTF-8 preserves code-point order), so keys are compared as plain strings.
+    """
+
+    name: str
+    #: True when `list` is guaranteed to yield keys in UTF-8 byte order.
+    sorted_listing: bool
+
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Yield every object whose key starts with `prefix` (after `start_after`)."""
+        ...
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Return the object's info; raise `NotFound` if it does not exist."""
+        ...
+
+    def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Return up to `length` bytes from offset `start`."""
+        ...
+
+    def url(self, key: str) -> str:
+        """Return the object's public (unsigned) URL."""
+        ...
+
+
+@runtime_checkable
+class Presigner(Protocol):
+    """A store that can issue time-limited signed URLs."""
+
+    def signed_url(self, key: str, ttl_seconds: int) -> str: ...
+
+
+@runtime_checkable
+class Writer(Protocol):
+    """A store that tests and tools can write to."""
+
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> ObjectInfo: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+@runtime_checkable
+class MetadataReader(Protocol):
+    """A store that keeps user metadata (S3 `x-amz-meta-*`, GCS metadata, Azure metadata)."""
+
+    def metadata(self, key: str) -> dict[str, str]: ...

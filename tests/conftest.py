@@ -1,0 +1,74 @@
+"""Shared fixtures: catalogs on SQLite and on the PostgreSQL at 127.0.0.1:5432 (one schema per
+test), and drivers over temporary folders."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from syncd.catalog import Catalog, open_catalog
+from syncd.config import Driver
+from tests.peers import AWS_TEST_ENV, Peer, moto_server, reset_moto
+
+PG_URL = os.environ.get("SYNCD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty catalog URL on each database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.db'}"
+        return
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield f"{PG_URL}?schema={schema}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def catalog(catalog_url: str) -> Iterator[Catalog]:
+    opened = open_catalog(catalog_url)
+    yield opened
+    opened.close()
+
+
+def make_driver(bucket: str | Path, **fields: Any) -> Driver:
+    return Driver(
+        name=fields.pop("name", "files"), integration="disk", bucket=str(bucket), **fields
+    )
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "bucket"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
+    """A moto server (S3, SQS, SNS) on a free port for the whole session, with dummy keys."""
+    saved = {k: os.environ.get(k) for k in AWS_TEST_ENV}
+    os.environ.update(AWS_TEST_ENV)
+    peer = moto_server(tmp_path_factory.mktemp("moto"))
+    yield peer
+    peer.stop()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture
+def moto_clean(moto: Peer) -> Peer:
+    """The session's moto server, emptied before the test."""
+    reset_moto(moto)
+    return moto

@@ -1,0 +1,106 @@
+"""Real protocol peers for tests: start a server on a free loopback port, wait until it
+answers, stop it by PID. Nothing is left running after the test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = ROOT / ".peers"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Peer:
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(
+    name: str,
+    argv: Sequence[str],
+    port: int,
+    *,
+    ready_path: str = "/",
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+    log_dir: Path | None = None,
+) -> Peer:
+    """Start `argv`, then poll http://127.0.0.1:port{ready_path} until any HTTP answer."""
+    log = (log_dir or Path("/tmp")) / f"syncd-peer-{name}-{port}.log"
+    handle = open(log, "wb")  # noqa: SIM115 - the child writes to it for its whole life
+    process = subprocess.Popen(
+        list(argv), stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+    )
+    peer = Peer(name, process, port, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{name} exited with {process.returncode}: {log.read_text()[-2000:]}"
+            )
+        try:
+            urllib.request.urlopen(f"{peer.url}{ready_path}", timeout=1).close()
+            return peer
+        except urllib.error.HTTPError:
+            return peer
+        except OSError:
+            time.sleep(0.1)
+    peer.stop()
+    raise RuntimeError(f"{name} did not answer on port {port} within {timeout}s; see {log}")
+
+
+def moto_server(log_dir: Path | None = None) -> Peer:
+    port = free_port()
+    binary = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or "moto_server"
+    return start(
+        "moto",
+        [binary, "-H", "127.0.0.1", "-p", str(port)],
+        port,
+        ready_path="/moto-api/",
+        log_dir=log_dir,
+    )
+
+
+def reset_moto(peer: Peer) -> None:
+    request = urllib.request.Request(f"{peer.url}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
