@@ -59,7 +59,7 @@ def start(
 ) -> Peer:
     """Start `argv`, then poll http://127.0.0.1:port{ready_path} until any HTTP answer."""
     log = (log_dir or Path("/tmp")) / f"syncd-peer-{name}-{port}.log"
-    handle = open(log, "wb")  # noqa: SIM115 - the child writes to it for its whole life
+    handle = open(log, "wb")
     process = subprocess.Popen(
         list(argv), stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
     )
