@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from syncd.catalog.types import CatalogRow
+from syncd.catalog.types import CatalogRow, RawRow
 from syncd.errors import ListingOrderError
 from syncd.storage.types import ObjectInfo
 
@@ -44,45 +44,46 @@ SAME = Same()
 Difference = Added | Changed | Removed | Same
 
 
-def differs(info: ObjectInfo, row: CatalogRow) -> bool:
-    return (
-        info.size != row.size
-        or info.mtime != row.mtime
-        or info.etag != row.etag
-        or info.version != row.version
+def differs(info: ObjectInfo, row: RawRow) -> bool:
+    return bool(
+        info.size != row[1] or info.mtime != row[2] or info.etag != row[3] or info.version != row[4]
     )
 
 
-def diff(listing: Iterable[ObjectInfo], rows: Iterable[CatalogRow]) -> Iterator[Difference]:
-    """Yield one difference per listed object and per live row the listing lacks."""
-    objects = iter(listing)
+def diff(listing: Iterable[ObjectInfo], rows: Iterable[RawRow]) -> Iterator[Difference]:
+    """Yield one difference per listed object and per live row the listing lacks.
+
+    `rows` are tuples in `CatalogRow` field order (key first, `deleted` sixth).
+    """
+    make = CatalogRow._make
     catalog = iter(rows)
-    info = next(objects, None)
     row = next(catalog, None)
-    previous = ""
-    first = True
-    while info is not None:
+    row_key = row[0] if row is not None else None
+    previous = None
+    for info in listing:
         key = info.key
-        if not first and key <= previous:
+        if previous is not None and key <= previous:
             raise ListingOrderError(previous, key)
-        first = False
-        while row is not None and row.key < key:
-            if not row.deleted:
-                yield Removed(row)
+        previous = key
+        while row_key is not None and row_key < key:
+            assert row is not None
+            if not row[5]:
+                yield Removed(make(row))
             row = next(catalog, None)
-        if row is not None and row.key == key:
-            if row.deleted:
-                yield Added(info, row)
+            row_key = row[0] if row is not None else None
+        if row_key == key:
+            assert row is not None
+            if row[5]:
+                yield Added(info, make(row))
             elif differs(info, row):
-                yield Changed(info, row)
+                yield Changed(info, make(row))
             else:
                 yield SAME
             row = next(catalog, None)
+            row_key = row[0] if row is not None else None
         else:
             yield Added(info, None)
-        previous = key
-        info = next(objects, None)
     while row is not None:
-        if not row.deleted:
-            yield Removed(row)
+        if not row[5]:
+            yield Removed(make(row))
         row = next(catalog, None)

@@ -24,7 +24,7 @@ for _kind, _extensions in (
     (MediaKind.PDF, "pdf"),
     (MediaKind.TEXT, "txt md csv tsv json jsonl html htm xml"),
     (MediaKind.DICOM, "dcm dicom"),
-    (MediaKind.NIFTI, "nii nii.gz"),
+    (MediaKind.NIFTI, "nii"),
 ):
     for _ext in _extensions.split():
         _BY_EXTENSION[_ext] = _kind
@@ -41,12 +41,14 @@ _BY_MIME_PREFIX = (
 
 def media_kind(key: str, content_type: str | None = None) -> MediaKind:
     """Classify by extension first (content types in buckets are often generic), then type."""
-    name = key.rsplit("/", 1)[-1].lower()
-    if name.endswith(".nii.gz"):
-        return MediaKind.NIFTI
-    _, dot, extension = name.rpartition(".")
-    if dot and extension in _BY_EXTENSION:
-        return _BY_EXTENSION[extension]
+    dot = key.rfind(".")
+    if dot > key.rfind("/"):
+        extension = key[dot + 1 :].lower()
+        if extension == "gz" and key[-7:].lower() == ".nii.gz":
+            return MediaKind.NIFTI
+        kind = _BY_EXTENSION.get(extension)
+        if kind is not None:
+            return kind
     if content_type:
         lowered = content_type.lower()
         for prefix, kind in _BY_MIME_PREFIX:

@@ -24,12 +24,13 @@ from syncd.catalog.types import (
     ItemState,
     ItemWrite,
     Op,
+    RawRow,
     RunCounts,
     RunStatus,
     WriteTx,
 )
 from syncd.config import Driver, MaxDelete
-from syncd.diff import Added, Changed, Removed, diff
+from syncd.diff import SAME, Added, Changed, Removed, diff
 from syncd.errors import ListingOrderError, SyncdError
 from syncd.media import media_kind
 from syncd.storage.filters import KeyFilter
@@ -95,7 +96,7 @@ def item_state(info: ObjectInfo) -> ItemState:
         etag=info.etag,
         version=info.version,
         content_type=info.content_type,
-        media_kind=str(media_kind(info.key, info.content_type)),
+        media_kind=media_kind(info.key, info.content_type).value,
         order_token=info.order_token,
         observed_at=info.mtime,
     )
@@ -226,36 +227,43 @@ class _Pass:
         self.deletes = _HeldDeletes()
         self.live = 0
 
-    def run(self, listing: Iterator[ObjectInfo], rows: Iterator[CatalogRow]) -> None:
+    def run(self, listing: Iterator[ObjectInfo], rows: Iterator[RawRow]) -> None:
+        # The hot loop of a sync: unchanged objects take the first branch and nothing else,
+        # and tallies live in locals until a batch boundary.
         counts = self.counts
         pending: list[ItemWrite] = []
-        for seen, change in enumerate(diff(listing, rows), start=1):
-            if change.__class__ is Removed:
-                assert isinstance(change, Removed)
-                self.live += 1
+        append = pending.append
+        listed = unchanged = live = 0
+        for change in diff(listing, rows):
+            if change is SAME:
+                unchanged += 1
+                if unchanged % BATCH_SIZE == 0:
+                    counts.listed, counts.unchanged = listed + unchanged, unchanged
+                    self._tick()
+                continue
+            if type(change) is Removed:
+                live += 1
                 self.deletes.add(change.row)
-            elif change.__class__ is Added:
-                assert isinstance(change, Added)
-                counts.listed += 1
-                pending.append(ItemWrite(Op.ADDED, item_state(change.info)))
-            elif change.__class__ is Changed:
-                assert isinstance(change, Changed)
-                counts.listed += 1
-                self.live += 1
-                pending.append(ItemWrite(Op.UPDATED, item_state(change.info)))
-            else:
-                counts.listed += 1
-                counts.unchanged += 1
-                self.live += 1
+                continue
+            listed += 1
+            if type(change) is Added:
+                append(ItemWrite(Op.ADDED, item_state(change.info)))
+            elif type(change) is Changed:
+                live += 1
+                append(ItemWrite(Op.UPDATED, item_state(change.info)))
             if len(pending) >= BATCH_SIZE:
+                counts.listed, counts.unchanged = listed + unchanged, unchanged
                 self._apply(pending)
-                pending = []
-            elif seen % BATCH_SIZE == 0:
-                if self.writer is not None:
-                    self.writer.heartbeat(counts)
-                if self.progress is not None:
-                    self.progress(counts)
+                pending.clear()
+        counts.listed, counts.unchanged = listed + unchanged, unchanged
+        self.live = live + unchanged
         self._apply(pending)
+
+    def _tick(self) -> None:
+        if self.writer is not None:
+            self.writer.heartbeat(self.counts)
+        if self.progress is not None:
+            self.progress(self.counts)
 
     def _apply(self, pending: list[ItemWrite]) -> None:
         if not pending:
@@ -327,7 +335,7 @@ def reconcile(
     bound = log.bind(dataset=dataset, driver=driver.name, run_id=result.run_id, dry_run=dry_run)
     bound.info("sync started", provider=provider, bucket=driver.bucket, prefix=driver.prefix)
 
-    def rows() -> Iterator[CatalogRow]:
+    def rows() -> Iterator[RawRow]:
         if dataset_id is None or driver_id is None:
             return iter(())
         return catalog.scan(dataset_id, driver_id)

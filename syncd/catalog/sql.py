@@ -24,6 +24,7 @@ from syncd.catalog.types import (
     Item,
     ItemWrite,
     Op,
+    RawRow,
     RunConflict,
     RunCounts,
     RunStatus,
@@ -162,7 +163,7 @@ class SqlCatalog(ABC):
 
     def scan(
         self, dataset_id: int, driver_id: int, start_after: str | None = None
-    ) -> Iterator[CatalogRow]:
+    ) -> Iterator[RawRow]:
         # Keyset pages, each its own short read: no long transaction pins the WAL or blocks
         # writers, and the reconciler only writes keys at or behind the page it has read.
         first = self._sql(
@@ -173,7 +174,6 @@ class SqlCatalog(ABC):
             f"SELECT {ROW_COLUMNS} FROM items WHERE dataset_id = ? AND driver_id = ? "
             "AND key > ? ORDER BY key LIMIT ?"
         )
-        make = CatalogRow._make
         last = start_after
         while True:
             if last is None:
@@ -182,7 +182,7 @@ class SqlCatalog(ABC):
                 rows = self._execute(after, (dataset_id, driver_id, last, SCAN_CHUNK)).fetchall()
             if not rows:
                 return
-            yield from map(make, rows)
+            yield from rows
             if len(rows) < SCAN_CHUNK:
                 return
             last = rows[-1][0]

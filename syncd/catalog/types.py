@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 
 class Op(StrEnum):
@@ -27,6 +27,9 @@ class RunStatus(StrEnum):
     ABORTED = "aborted"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+
+
+RawRow = tuple[Any, ...]
 
 
 class CatalogRow(NamedTuple):
@@ -45,9 +48,11 @@ class CatalogRow(NamedTuple):
     media_kind: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class ItemState:
-    """The state an item is written with. A tombstone keeps the last known fields."""
+class ItemState(NamedTuple):
+    """The state an item is written with. A tombstone keeps the last known fields.
+
+    NamedTuples on the write path for speed, as `CatalogRow` on the read path.
+    """
 
     key: str
     size: int
@@ -61,8 +66,7 @@ class ItemState:
     deleted: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class ItemWrite:
+class ItemWrite(NamedTuple):
     op: Op
     state: ItemState
 
@@ -218,8 +222,12 @@ class Catalog(Protocol):
 
     def scan(
         self, dataset_id: int, driver_id: int, start_after: str | None = None
-    ) -> Iterator[CatalogRow]:
-        """Every row of one dataset and driver, tombstones included, in key byte order."""
+    ) -> Iterator[RawRow]:
+        """Every row of one dataset and driver, tombstones included, in key byte order.
+
+        Rows are plain tuples in `CatalogRow` field order (`CatalogRow._make(row)` names
+        them): the merge reads millions and only wraps the few that differ.
+        """
         ...
 
     def transaction(self) -> AbstractContextManager[WriteTx]: ...

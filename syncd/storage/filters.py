@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 
 from syncd.storage.types import ObjectInfo
 
@@ -76,6 +75,17 @@ class KeyFilter:
         self._include = [_Glob.of(p) for p in include]
         self._exclude = [_Glob.of(p) for p in exclude]
         self._skip = tuple(skip)
+        # One regex for every skip pattern and every path segment: this runs once per listed
+        # key, so it must not loop over patterns and segments in Python.
+        # Keys arrive sorted, so neighbours share their folder: its verdict is cached, and
+        # only the basename is matched per key. (Not thread-safe; one filter per run.)
+        segment = "|".join(f"(?:{glob_to_regex(p).pattern[:-2]})" for p in self._skip)
+        self._skip_any = (
+            re.compile(f"(?:^|/)(?:{segment})(?:/|\\Z)", re.DOTALL) if segment else None
+        )
+        self._skip_name = re.compile(f"(?:{segment})\\Z", re.DOTALL) if segment else None
+        self._folder = ""
+        self._folder_skipped = False
 
     @property
     def passes_everything(self) -> bool:
@@ -83,17 +93,31 @@ class KeyFilter:
 
     def skips_segment(self, name: str) -> bool:
         """True when a single path segment (file or folder name) matches the skip rule."""
-        return any(fnmatchcase(name, pattern) for pattern in self._skip)
+        return self._skip_name is not None and self._skip_name.match(name) is not None
+
+    def _skips(self, relative: str) -> bool:
+        assert self._skip_name is not None and self._skip_any is not None
+        slash = relative.rfind("/")
+        if self._skip_name.match(relative, slash + 1) is not None:
+            return True
+        if slash <= 0:
+            return False
+        folder = relative[:slash]
+        if folder != self._folder:
+            self._folder = folder
+            self._folder_skipped = self._skip_any.search(folder) is not None
+        return self._folder_skipped
 
     def accepts(self, key: str) -> bool:
-        if not key.startswith(self.prefix):
+        prefix = self.prefix
+        if not key.startswith(prefix):
             return False
-        relative = key[len(self.prefix) :]
-        if self._skip and any(self.skips_segment(part) for part in relative.split("/")):
+        relative = key[len(prefix) :] if prefix else key
+        if self._skip_name is not None and self._skips(relative):
             return False
         if self._include and not any(g.matches(relative) for g in self._include):
             return False
-        return not any(g.matches(relative) for g in self._exclude)
+        return not self._exclude or not any(g.matches(relative) for g in self._exclude)
 
     def filter(self, listing: Iterable[ObjectInfo]) -> Iterator[ObjectInfo]:
         if self.passes_everything:

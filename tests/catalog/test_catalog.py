@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from syncd.catalog import Catalog, ItemState, ItemWrite, Op, open_catalog
+from syncd.catalog import Catalog, CatalogRow, ItemState, ItemWrite, Op, open_catalog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,7 +58,7 @@ def test_guarded_write_keeps_a_newer_change(catalog: Catalog) -> None:
             expect_last=watermark,
         )
     assert [w.state.key for w in result.applied] == ["b"]
-    rows = {r.key: r for r in catalog.scan(ds, dr)}
+    rows = {r.key: r for r in map(CatalogRow._make, catalog.scan(ds, dr))}
     assert rows["a"].deleted and rows["b"].etag == "2"
     assert [c.id for c in catalog.changes("d")] == [1, 2, 3, 4]
 
