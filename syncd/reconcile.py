@@ -281,21 +281,11 @@ class _Pass:
 def _listing(
     store: Store, driver: Driver, keys: KeyFilter, counts: RunCounts, *, sort: bool
 ) -> Iterator[ObjectInfo]:
-    raw = store.list(driver.prefix)
-    if not keys.passes_everything:
-        raw = _filtered(raw, keys, counts)
+    def rejected(_: ObjectInfo) -> None:
+        counts.skipped += 1
+
+    raw = keys.filter(store.list(driver.prefix), rejected)
     return sort_listing(raw) if sort else raw
-
-
-def _filtered(
-    listing: Iterator[ObjectInfo], keys: KeyFilter, counts: RunCounts
-) -> Iterator[ObjectInfo]:
-    accepts = keys.accepts
-    for info in listing:
-        if accepts(info.key):
-            yield info
-        else:
-            counts.skipped += 1
 
 
 def reconcile(

@@ -8,7 +8,7 @@ crosses segments, `?` is one character, `[abc]` a set.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from syncd.storage.types import ObjectInfo
@@ -119,11 +119,40 @@ class KeyFilter:
             return False
         return not self._exclude or not any(g.matches(relative) for g in self._exclude)
 
-    def filter(self, listing: Iterable[ObjectInfo]) -> Iterator[ObjectInfo]:
+    def filter(
+        self, listing: Iterable[ObjectInfo], rejected: Callable[[ObjectInfo], None] | None = None
+    ) -> Iterator[ObjectInfo]:
+        """The objects of `listing` this filter accepts; `rejected` hears of the others."""
         if self.passes_everything:
             yield from listing
             return
-        accepts = self.accepts
+        if self._include or self._exclude or self._skip_name is None:
+            accepts = self.accepts
+            for info in listing:
+                if accepts(info.key):
+                    yield info
+                elif rejected is not None:
+                    rejected(info)
+            return
+        # Only the skip rule: the per-key work of a sync, inlined.
+        prefix = self.prefix
+        plen = len(prefix)
+        match_name = self._skip_name.match
+        search_folder = self._skip_any.search if self._skip_any is not None else None
+        folder = ""
+        folder_skipped = False
         for info in listing:
-            if accepts(info.key):
-                yield info
+            key = info.key
+            slash = key.rfind("/")
+            if key.startswith(prefix) and match_name(key, max(slash + 1, plen)) is None:
+                if slash <= plen:
+                    yield info
+                    continue
+                if key[plen:slash] != folder:
+                    folder = key[plen:slash]
+                    folder_skipped = search_folder is not None and search_folder(folder) is not None
+                if not folder_skipped:
+                    yield info
+                    continue
+            if rejected is not None:
+                rejected(info)

@@ -90,3 +90,30 @@ def test_names_that_are_not_utf8_are_skipped_not_fatal(folder: Path) -> None:
 def test_a_missing_folder_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(NotFound, match="does not exist"):
         keys(LocalStore(tmp_path / "absent"))
+
+
+def test_key_filter_fast_path_agrees_with_accepts() -> None:
+    from syncd.config import DEFAULT_SKIP
+    from syncd.storage.types import ObjectInfo
+
+    keys = [
+        "p/a.jpg",
+        "p/.h",
+        "p/d/.git/x",
+        "p/d/e/f.jpg",
+        "p/d/e/g.part",
+        "p/x~",
+        "p/.d/a",
+        "p/ok/b.tmp",
+        "q/a.jpg",
+        "p/",
+        "p/a.partx",
+        "p/dir.tmp/in.jpg",
+    ]
+    for prefix in ("", "p/", "p/d"):
+        keyfilter = KeyFilter(prefix=prefix, skip=DEFAULT_SKIP)
+        rejected: list[str] = []
+        listing = [ObjectInfo(k, 1, 1.0) for k in sorted(keys)]
+        kept = [o.key for o in keyfilter.filter(listing, lambda o: rejected.append(o.key))]
+        assert kept == [k for k in sorted(keys) if keyfilter.accepts(k)]
+        assert sorted(kept + rejected) == sorted(keys)
