@@ -35,7 +35,7 @@ from syncd.errors import ListingOrderError, SyncdError
 from syncd.media import media_kind
 from syncd.storage.filters import KeyFilter
 from syncd.storage.ordering import sort_listing
-from syncd.storage.types import ObjectInfo, Store
+from syncd.storage.types import Lister, ObjectInfo
 
 log = structlog.get_logger("syncd.reconcile")
 
@@ -279,7 +279,7 @@ class _Pass:
 
 
 def _listing(
-    store: Store, driver: Driver, keys: KeyFilter, counts: RunCounts, *, sort: bool
+    store: Lister, driver: Driver, keys: KeyFilter, counts: RunCounts, *, sort: bool
 ) -> Iterator[ObjectInfo]:
     def rejected(_: ObjectInfo) -> None:
         counts.skipped += 1
@@ -290,7 +290,7 @@ def _listing(
 
 def reconcile(
     catalog: Catalog,
-    store: Store,
+    store: Lister,
     *,
     dataset: str,
     driver: Driver,

@@ -43,7 +43,7 @@ def main() -> None:
     catalog = open_catalog(url)
     result = reconcile(
         catalog,
-        GeneratedStore(version, count),  # type: ignore[arg-type]
+        GeneratedStore(version, count),
         dataset="crash",
         driver=Driver(name=driver, integration="x", bucket="b"),
         provider="memory",

@@ -53,12 +53,13 @@ def test_secret_references_resolve_only_on_use(
     aws = config.integration("aws")
     assert aws.access_key_id == "env:AWS_KEY"
     with pytest.raises(ConfigError, match="AWS_KEY is not set"):
-        aws.access_key_id.resolve()  # type: ignore[union-attr]
+        aws.access_key_id.resolve()
     monkeypatch.setenv("AWS_KEY", "AKIA123")
-    assert aws.access_key_id.resolve() == "AKIA123"  # type: ignore[union-attr]
+    assert aws.access_key_id.resolve() == "AKIA123"
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "aws").write_text("s3cr3t\n")
-    assert aws.secret_access_key.resolve(tmp_path) == "s3cr3t"  # type: ignore[union-attr]
+    assert aws.secret_access_key is not None
+    assert aws.secret_access_key.resolve(tmp_path) == "s3cr3t"
     assert "AKIA123" not in repr(config) and "s3cr3t" not in repr(config)
 
 

@@ -30,8 +30,8 @@ class ObjectInfo(NamedTuple):
 
 
 @runtime_checkable
-class Store(Protocol):
-    """The required core every backend implements.
+class Lister(Protocol):
+    """What the reconciler needs: a named listing.
 
     Key order is UTF-8 byte order, which for valid keys equals Python's `str` ordering
     (UTF-8 preserves code-point order), so keys are compared as plain strings.
@@ -44,6 +44,11 @@ class Store(Protocol):
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
         """Yield every object whose key starts with `prefix` (after `start_after`)."""
         ...
+
+
+@runtime_checkable
+class Store(Lister, Protocol):
+    """The required core every backend implements."""
 
     def stat(self, key: str) -> ObjectInfo:
         """Return the object's info; raise `NotFound` if it does not exist."""

@@ -112,8 +112,8 @@ def test_key_filter_fast_path_agrees_with_accepts() -> None:
     ]
     for prefix in ("", "p/", "p/d"):
         keyfilter = KeyFilter(prefix=prefix, skip=DEFAULT_SKIP)
-        rejected: list[str] = []
+        rejected: list[ObjectInfo] = []
         listing = [ObjectInfo(k, 1, 1.0) for k in sorted(keys)]
-        kept = [o.key for o in keyfilter.filter(listing, lambda o: rejected.append(o.key))]
+        kept = [o.key for o in keyfilter.filter(listing, rejected.append)]
         assert kept == [k for k in sorted(keys) if keyfilter.accepts(k)]
-        assert sorted(kept + rejected) == sorted(keys)
+        assert sorted(kept + [o.key for o in rejected]) == sorted(keys)
