@@ -72,7 +72,8 @@ class LocalStore:
                 continue
             yield info
 
-    def _walk(self, directory: Path, base: str) -> Iterator[ObjectInfo]:
+    def _entries(self, directory: str, base: str) -> Iterator[tuple[str, os.DirEntry[str], bool]]:
+        """One folder's entries as (key, entry, is_dir), sorted by key (folders as `name/`)."""
         try:
             with os.scandir(directory) as scan:
                 entries = list(scan)
@@ -80,50 +81,55 @@ class LocalStore:
             raise PermissionDenied(
                 f"{self.name}: cannot read folder {directory}: {exc.strerror}"
             ) from exc
+        skips = self._skip.skips_segment if self._skip is not None else None
+        follow = self.follow_symlinks
         named: list[tuple[str, os.DirEntry[str], bool]] = []
         for entry in entries:
             name = entry.name
-            try:
-                name.encode("utf-8")
-            except UnicodeEncodeError:
-                # Such a name can never be a key, so skipping it is not doubt about deletes.
-                log.warning("name is not valid UTF-8, skipped", path=os.fsdecode(entry.path))
+            if not name.isascii():
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    # Such a name can never be a key, so skipping it is no doubt about deletes.
+                    log.warning("name is not valid UTF-8, skipped", path=os.fsdecode(entry.path))
+                    continue
+            if skips is not None and skips(name):
                 continue
-            if self._skip is not None and self._skip.skips_segment(name):
-                continue
             try:
-                is_dir = entry.is_dir(follow_symlinks=self.follow_symlinks)
+                is_dir = entry.is_dir(follow_symlinks=follow)
             except OSError:
                 continue
-            named.append((name + "/" if is_dir else name, entry, is_dir))
-        named.sort(key=lambda item: item[0])
-        for sort_name, entry, is_dir in named:
-            if is_dir:
-                yield from self._walk(Path(entry.path), base + sort_name)
-                continue
-            try:
-                st = entry.stat(follow_symlinks=self.follow_symlinks)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                self.listing_errors.append(f"{entry.path}: {exc.strerror or exc}")
-                continue
-            if not stat_module.S_ISREG(st.st_mode):
-                continue
-            yield self._info(base + sort_name, entry.path, st)
+            named.append((base + name + "/" if is_dir else base + name, entry, is_dir))
+        named.sort(key=_first)
+        return iter(named)
+
+    def _walk(self, directory: Path, base: str) -> Iterator[ObjectInfo]:
+        # An explicit stack, not recursion: one generator for the whole tree.
+        stack = [self._entries(str(directory), base)]
+        follow = self.follow_symlinks
+        info = self._info
+        while stack:
+            for key, entry, is_dir in stack[-1]:
+                if is_dir:
+                    stack.append(self._entries(entry.path, key))
+                    break
+                try:
+                    st = entry.stat(follow_symlinks=follow)
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    self.listing_errors.append(f"{entry.path}: {exc.strerror or exc}")
+                    continue
+                if stat_module.S_ISREG(st.st_mode):
+                    yield info(key, entry.path, st)
+            else:
+                stack.pop()
 
     def _info(self, key: str, path: str, st: os.stat_result) -> ObjectInfo:
         etag = None
         if self.content_hash != "none":
             etag = _file_hash(path, self.content_hash)
-        content_type, _ = mimetypes.guess_type(key, strict=False)
-        return ObjectInfo(
-            key=key,
-            size=st.st_size,
-            mtime=st.st_mtime_ns / 1e9,
-            etag=etag,
-            content_type=content_type,
-        )
+        return ObjectInfo(key, st.st_size, st.st_mtime_ns / 1e9, etag, None, _content_type(key))
 
     def stat(self, key: str) -> ObjectInfo:
         path = self._path(key)
@@ -157,6 +163,24 @@ class LocalStore:
             self._path(key).unlink()
         except FileNotFoundError:
             raise NotFound(f"{self.name}: {key} does not exist") from None
+
+
+def _first(item: tuple[str, os.DirEntry[str], bool]) -> str:
+    return item[0]
+
+
+_TYPES: dict[str, str | None] = {}
+
+
+def _content_type(key: str) -> str | None:
+    dot = key.rfind(".")
+    extension = key[dot:].lower() if dot > key.rfind("/") else ""
+    try:
+        return _TYPES[extension]
+    except KeyError:
+        guessed, _ = mimetypes.guess_type("x" + extension, strict=False)
+        _TYPES[extension] = guessed
+        return guessed
 
 
 def _file_hash(path: str, algorithm: str) -> str:
