@@ -316,6 +316,37 @@ def _line_of(root: yaml.Node | None, loc: tuple[str | int, ...]) -> tuple[int, i
     return found
 
 
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\$")
+
+
+def _interpolate(value: Any, loc: tuple[str | int, ...], missing: list[str]) -> Any:
+    """Replace `${NAME}` and `${NAME:-default}` in string values from the environment.
+
+    `$$` is a literal `$`. A secret still has to be a reference: a value that came from the
+    environment is checked like any other.
+    """
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*loc, k), missing) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*loc, n), missing) for n, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        found = os.environ.get(name)
+        if found is not None:
+            return found
+        if default is not None:
+            return default
+        missing.append(f"{format_loc(loc)}: environment variable {name} is not set")
+        return ""
+
+    return _VARIABLE.sub(substitute, value)
+
+
 def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> Config:
     """Parse and validate YAML text; raise `ConfigError` naming every problem's location."""
     try:
@@ -329,6 +360,10 @@ def parse_config(text: str, source: str = "<config>", base_dir: Path | None = No
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, not {type(data).__name__}")
+    missing: list[str] = []
+    data = _interpolate(data, (), missing)
+    if missing:
+        raise ConfigError(_locate_all("\n".join(missing), root, source))
     data["base_dir"] = base_dir or Path.cwd()
     try:
         return Config.model_validate(data)

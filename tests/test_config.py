@@ -147,3 +147,36 @@ def test_max_delete_limits() -> None:
     assert MaxDelete.model_validate("50%").exceeded(5, 10) is None
     assert MaxDelete.model_validate(3).exceeded(4, 1000) is not None
     assert MaxDelete.model_validate({"count": 3, "fraction": 0.9}).exceeded(3, 4) is None
+
+
+def test_environment_variables_fill_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = """\
+catalog: ${CATALOG:-sqlite:///default.db}
+integrations:
+  - {name: disk, provider: local}
+drivers:
+  - {name: scans, integration: disk, bucket: "${SCAN_ROOT}/ct", prefix: "cost$$"}
+datasets:
+  - {name: ct, drivers: [scans]}
+"""
+    monkeypatch.setenv("SCAN_ROOT", "/mnt/data")
+    config = parse_config(text, "cfg.yaml", base_dir=tmp_path)
+    assert config.drivers[0].bucket == "/mnt/data/ct"
+    assert config.drivers[0].prefix == "cost$"
+    assert config.catalog == "sqlite:///default.db"
+
+    monkeypatch.delenv("SCAN_ROOT")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "cfg.yaml")
+    assert "cfg.yaml:5:46: drivers[0].bucket: environment variable SCAN_ROOT is not set" in str(
+        caught.value
+    )
+
+
+def test_a_secret_from_the_environment_must_still_be_a_reference(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KEY", "AKIAIOSFODNN7EXAMPLE")
+    text = GOOD.replace("env:AWS_KEY", "${KEY}")
+    with pytest.raises(ConfigError, match="secrets are references"):
+        parse_config(text, "syncd.yaml")
