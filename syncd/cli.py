@@ -109,6 +109,7 @@ def _progress(enabled: bool, label: str) -> Iterator[Callable[[RunCounts], None]
     if not enabled:
         yield None
         return
+    from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -117,7 +118,7 @@ def _progress(enabled: bool, label: str) -> Iterator[Callable[[RunCounts], None]
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
         transient=True,
-        console=None,
+        console=Console(stderr=True),
     ) as bar:
         task = bar.add_task(label, detail="")
 
