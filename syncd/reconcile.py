@@ -33,9 +33,10 @@ from syncd.config import Driver, MaxDelete
 from syncd.diff import SAME, Added, Changed, Removed, diff
 from syncd.errors import ListingOrderError, SyncdError
 from syncd.media import media_kind
+from syncd.storage.fanout import fan_out_listing
 from syncd.storage.filters import KeyFilter
 from syncd.storage.ordering import sort_listing
-from syncd.storage.types import Lister, ObjectInfo
+from syncd.storage.types import Lister, ObjectInfo, PrefixLister
 
 log = structlog.get_logger("syncd.reconcile")
 
@@ -284,7 +285,11 @@ def _listing(
     def rejected(_: ObjectInfo) -> None:
         counts.skipped += 1
 
-    raw = keys.filter(store.list(driver.prefix), rejected)
+    if driver.fan_out > 1 and isinstance(store, PrefixLister):
+        listed = fan_out_listing(store, driver.prefix, concurrency=driver.fan_out)
+    else:
+        listed = store.list(driver.prefix)
+    raw = keys.filter(listed, rejected)
     return sort_listing(raw) if sort else raw
 
 

