@@ -199,8 +199,44 @@ class Dataset(_Model):
     description: str = ""
 
 
+class ManifestSettings(_Model):
+    """How `syncd manifest` groups items and forms their URLs."""
+
+    #: Folder globs (relative to the driver's prefix) whose images form one image group each.
+    image_groups: tuple[str, ...] = ()
+    #: Folder globs whose images form one image sequence (a video made of frames) each.
+    image_sequences: tuple[str, ...] = ()
+    #: A regex with a named group `group` that names an item's group instead of its folder.
+    group_pattern: str | None = None
+    #: A URL per object instead of the store's public form: {bucket}, {key} (encoded),
+    #: {raw_key}, {region}, {driver}.
+    url_template: str | None = None
+    #: An S3 Multi-Region Access Point alias: URLs become ALIAS.accesspoint.s3-global...
+    s3_multi_region_alias: str | None = None
+    #: Split output files after this many entries (0: one file).
+    max_items_per_file: int = Field(default=0, ge=0)
+    #: Split output files after about this many bytes (0: no limit).
+    max_bytes_per_file: int = Field(default=0, ge=0)
+    #: Static fields added to every entry's clientMetadata.
+    client_metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    skip_duplicate_urls: bool = True
+
+    @field_validator("group_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compiled = re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+            if "group" not in compiled.groupindex:
+                raise ValueError("needs a named group (?P<group>...)")
+        return value
+
+
 class Config(_Model):
     catalog: str = DEFAULT_CATALOG
+    manifest: ManifestSettings = Field(default_factory=ManifestSettings)
     integrations: tuple[Integration, ...] = ()
     drivers: tuple[Driver, ...] = ()
     datasets: tuple[Dataset, ...] = ()

@@ -250,6 +250,7 @@ def client_for(integration: Integration, driver: Driver | None, base_dir: Path) 
         connect_timeout=10,
         read_timeout=60,
         max_pool_connections=32,
+        signature_version="s3v4",
         s3={"addressing_style": "path" if style == "path" else style},
     )
     keys: dict[str, str] = {}

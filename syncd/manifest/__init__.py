@@ -1,0 +1,1 @@
+"""Import manifests: classify items, group them, and write what labeling platforms import."""

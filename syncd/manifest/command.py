@@ -1,0 +1,208 @@
+"""`syncd manifest DATASET --format F`: stream a dataset's items into an import manifest."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from syncd.catalog.types import Catalog, Item
+from syncd.config import Config, Driver, load_config
+from syncd.manifest.cvat import CvatManifestWriter
+from syncd.manifest.encord_csv import EncordCsvWriter
+from syncd.manifest.encord_json import EncordJsonWriter
+from syncd.manifest.entries import Entry, EntryBuilder
+from syncd.manifest.jsonl import JsonlWriter
+from syncd.manifest.labelbox import LabelboxWriter
+from syncd.manifest.output import Parts
+from syncd.storage import open_store
+from syncd.storage.types import MetadataReader, Presigner, Store
+from syncd.storage.urls import encode_key, s3_multi_region_url
+
+FORMATS = ("encord-json", "encord-csv", "labelbox-ndjson", "cvat-manifest", "jsonl")
+
+
+class Writer(Protocol):
+    def write(self, entry: Entry, metadata: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ManifestError(Exception):
+    """A manifest cannot be made as asked (the message says why)."""
+
+
+def make_writer(fmt: str, parts: Parts, config: Config) -> Writer:
+    if fmt == "encord-json":
+        return EncordJsonWriter(parts, config.manifest)
+    if fmt == "encord-csv":
+        return EncordCsvWriter(parts)
+    if fmt == "labelbox-ndjson":
+        return LabelboxWriter(parts)
+    if fmt == "cvat-manifest":
+        return CvatManifestWriter(parts)
+    return JsonlWriter(parts)
+
+
+class Sources:
+    """Each driver's store, opened once, and the URL an item gets."""
+
+    def __init__(self, config: Config, signed_ttl: int | None) -> None:
+        self.config = config
+        self.signed_ttl = signed_ttl
+        self._stores: dict[str, Store] = {}
+
+    def driver(self, name: str) -> Driver:
+        try:
+            return self.config.driver(name)
+        except Exception:
+            raise ManifestError(
+                f"items of driver {name!r} remain, but it is not configured"
+            ) from None
+
+    def store(self, item: Item) -> Store:
+        store = self._stores.get(item.driver)
+        if store is None:
+            driver = self.driver(item.driver)
+            integration = self.config.integration(driver.integration)
+            store = self._stores[item.driver] = open_store(
+                driver, integration, self.config.base_dir
+            )
+        return store
+
+    def url(self, item: Item) -> str:
+        settings = self.config.manifest
+        driver = self.driver(item.driver)
+        if settings.url_template:
+            return settings.url_template.format(
+                bucket=driver.bucket,
+                key=encode_key(item.key),
+                raw_key=item.key,
+                region=driver.region or self.config.integration(driver.integration).region or "",
+                driver=driver.name,
+            )
+        provider = self.config.integration(driver.integration).provider
+        if settings.s3_multi_region_alias and provider == "s3":
+            return s3_multi_region_url(settings.s3_multi_region_alias, item.key)
+        store = self.store(item)
+        if self.signed_ttl is not None:
+            if not isinstance(store, Presigner):
+                raise ManifestError(f"driver {driver.name}: {provider} stores have no signed URLs")
+            return store.signed_url(item.key, self.signed_ttl)
+        return store.url(item.key)
+
+
+def _changed_items(catalog: Catalog, dataset: str, prefix: str, since: int) -> Iterator[Item]:
+    # The latest state of every item changed after `since`; deleted items are not registered.
+    changed = {(c.driver, c.key) for c in catalog.changes(dataset, since=since)}
+    for item in catalog.items(dataset, prefix=prefix):
+        if (item.driver, item.key) in changed:
+            yield item
+
+
+def build_manifest(
+    catalog: Catalog,
+    config: Config,
+    dataset: str,
+    fmt: str,
+    out: str,
+    *,
+    prefix: str = "",
+    probe: bool = False,
+    signed_ttl: int | None = None,
+    changed_since: int | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Write the manifest; return a summary (entries per section, skipped, files)."""
+    sources = Sources(config, signed_ttl)
+    settings = config.manifest
+    parts = Parts(out, settings.max_items_per_file, settings.max_bytes_per_file)
+    writer = make_writer(fmt, parts, config)
+    builder = EntryBuilder(
+        settings,
+        sources.url,
+        sources.store,
+        probe=probe,
+        image_sizes=fmt == "cvat-manifest",
+        prefix_of=lambda name: sources.driver(name).prefix,
+    )
+    if changed_since is None:
+        items = catalog.items(dataset, prefix=prefix)
+    else:
+        items = _changed_items(catalog, dataset, prefix, changed_since)
+    for written, entry in enumerate(builder.entries(items), start=1):
+        metadata: dict[str, Any] = {}
+        if probe and not entry.is_group:
+            store = sources.store(entry.members[0].item)
+            if isinstance(store, MetadataReader):
+                metadata = dict(store.metadata(entry.members[0].item.key))
+        writer.write(entry, metadata)
+        if progress is not None and written % 1000 == 0:
+            progress(written)
+    writer.close()
+    return {
+        "dataset": dataset,
+        "format": fmt,
+        "entries": builder.counts.entries,
+        "skipped": builder.counts.skipped,
+        "unsupported": getattr(writer, "unsupported", 0),
+        "probe_bytes": builder.counts.probe_bytes,
+        "files": parts.paths,
+    }
+
+
+def cmd_manifest(args: argparse.Namespace) -> int:
+    import json
+
+    from syncd.cli import EXIT_OK, UsageError, _open_catalog
+
+    config = load_config(args.config)
+    catalog = _open_catalog(args, config)
+    try:
+        if catalog.find_id("dataset", args.dataset) is None:
+            raise UsageError(f"unknown dataset {args.dataset!r} (see `syncd datasets ls`)")
+        try:
+            summary = build_manifest(
+                catalog,
+                config,
+                args.dataset,
+                args.format,
+                args.out,
+                prefix=args.prefix,
+                probe=args.probe,
+                signed_ttl=args.signed_urls,
+                changed_since=args.changed_since,
+                progress=_progress() if sys.stderr.isatty() else None,
+            )
+        except ManifestError as exc:
+            raise UsageError(str(exc)) from None
+    finally:
+        catalog.close()
+    print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)
+    return EXIT_OK
+
+
+def _progress() -> Any:
+    def show(count: int) -> None:
+        print(f"\r{count:,} entries", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("manifest", help="write an import manifest for a dataset")
+    p.add_argument("dataset")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--out", default="-", help="file path, or - for stdout (default)")
+    p.add_argument("--prefix", default="", help="only items whose key starts with this")
+    p.add_argument(
+        "--probe",
+        action="store_true",
+        help="read headers (ranged reads): image sizes, DICOM series by SeriesInstanceUID, metadata",
+    )
+    p.add_argument("--signed-urls", type=int, metavar="TTL", help="signed URLs valid TTL seconds")
+    p.add_argument(
+        "--changed-since", type=int, metavar="N", help="only items changed after change N"
+    )
+    p.set_defaults(func=cmd_manifest)

@@ -1,0 +1,54 @@
+"""Labelbox data rows as NDJSON: `row_data` (the URL), a stable `global_key`
+(`DATASET/DRIVER/KEY`), `external_id` (the key) and `media_type`, one object per line.
+Groups are flattened to one row per object; DICOM and NIfTI have no Labelbox data-row media
+type and are counted in `unsupported`."""
+
+from __future__ import annotations
+
+import json
+from typing import IO, Any
+
+from syncd.manifest.entries import Entry
+from syncd.manifest.output import Parts
+
+MEDIA_TYPES = {
+    "images": "IMAGE",
+    "image_groups": "IMAGE",
+    "videos": "VIDEO",
+    "audio": "AUDIO",
+    "pdfs": "PDF",
+    "text": "TEXT",
+}
+
+
+class LabelboxWriter:
+    def __init__(self, parts: Parts) -> None:
+        self.parts = parts
+        self._handle: IO[str] | None = None
+        self.unsupported = 0
+
+    def write(self, entry: Entry, metadata: dict[str, Any]) -> None:
+        media_type = MEDIA_TYPES.get(entry.section)
+        if media_type is None:
+            self.unsupported += len(entry.members)
+            return
+        for member in entry.members:
+            if self._handle is None or self.parts.full():
+                if self._handle is not None:
+                    self.parts.close(self._handle)
+                self._handle = self.parts.open()
+            item = member.item
+            row = {
+                "row_data": member.url,
+                "global_key": f"{item.dataset}/{item.driver}/{item.key}",
+                "external_id": item.key,
+                "media_type": media_type,
+            }
+            text = json.dumps(row, ensure_ascii=False) + "\n"
+            self._handle.write(text)
+            self.parts.wrote(len(text))
+
+    def close(self) -> None:
+        if self._handle is None:
+            self._handle = self.parts.open()
+        self.parts.close(self._handle)

@@ -1,0 +1,54 @@
+"""Where manifest text goes: stdout, one file, or numbered parts split by count or size."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import IO
+
+
+class Parts:
+    """Opens `out` (or `out-0001.ext`, `out-0002.ext`... once a limit is reached)."""
+
+    def __init__(self, out: str, max_items: int = 0, max_bytes: int = 0) -> None:
+        self.out = out
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.paths: list[str] = []
+        self._handle: IO[str] | None = None
+        self.items = 0
+        self.bytes = 0
+        self.split = out != "-" and (max_items > 0 or max_bytes > 0)
+
+    def full(self) -> bool:
+        return bool(
+            self.split
+            and self.items
+            and (
+                (self.max_items and self.items >= self.max_items)
+                or (self.max_bytes and self.bytes >= self.max_bytes)
+            )
+        )
+
+    def open(self) -> IO[str]:
+        if self.out == "-":
+            self.paths.append("-")
+            return sys.stdout
+        path = Path(self.out)
+        if self.split:
+            path = path.with_name(f"{path.stem}-{len(self.paths) + 1:04d}{path.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.paths.append(str(path))
+        self.items = self.bytes = 0
+        self._handle = open(path, "w", encoding="utf-8", newline="")
+        return self._handle
+
+    def close(self, handle: IO[str]) -> None:
+        if handle is not sys.stdout:
+            handle.close()
+        else:
+            handle.flush()
+
+    def wrote(self, text_length: int, items: int = 1) -> None:
+        self.bytes += text_length
+        self.items += items
