@@ -18,6 +18,7 @@ from botocore.config import Config as BotoConfig
 
 from syncd.config import Driver, Integration
 from syncd.errors import NotFound, PermissionDenied, SyncdError, TransientError
+from syncd.storage.s3_listing import LeanLister
 from syncd.storage.types import ObjectInfo
 from syncd.storage.urls import s3_url
 
@@ -82,6 +83,7 @@ class S3Store:
         path_style: bool = False,
         versioned: bool = False,
         page_size: int = 1000,
+        lister: LeanLister | None = None,
     ) -> None:
         self.bucket = bucket
         self.client = client
@@ -91,6 +93,7 @@ class S3Store:
         self.path_style = path_style
         self.versioned = versioned
         self.page_size = page_size
+        self.lister = lister
 
     def _call(self, what: Callable[[], T], key: str | None, permission: str) -> T:
         try:
@@ -103,6 +106,13 @@ class S3Store:
         if self.versioned:
             yield from self._list_versions(prefix, start_after)
             return
+        if self.lister is not None:
+            listing = self.lister.list(prefix, start_after, self.page_size)
+            while True:
+                info = self._call(lambda: next(listing, None), prefix, "s3:ListBucket")
+                if info is None:
+                    return
+                yield info
         params: dict[str, Any] = {
             "Bucket": self.bucket,
             "Prefix": prefix,
@@ -241,6 +251,12 @@ class S3Store:
 
 def client_for(integration: Integration, driver: Driver | None, base_dir: Path) -> Any:
     """A boto3 S3 client for an integration (and a driver's region/endpoint overrides)."""
+    return _session_and_client(integration, driver, base_dir)[1]
+
+
+def _session_and_client(
+    integration: Integration, driver: Driver | None, base_dir: Path
+) -> tuple[Any, Any]:
     region = (driver.region if driver else None) or integration.region
     endpoint = (driver.endpoint_url if driver else None) or integration.endpoint_url
     style = integration.addressing_style
@@ -270,18 +286,33 @@ def client_for(integration: Integration, driver: Driver | None, base_dir: Path) 
             aws_secret_access_key=assumed["SecretAccessKey"],
             aws_session_token=assumed["SessionToken"],
         )
-    return session.client("s3", endpoint_url=endpoint, config=config)
+    return session, session.client("s3", endpoint_url=endpoint, config=config)
 
 
 def from_config(driver: Driver, integration: Integration, base_dir: Path) -> S3Store:
     endpoint = driver.endpoint_url or integration.endpoint_url
+    region = driver.region or integration.region
+    path_style = integration.addressing_style == "path" or (
+        endpoint is not None and integration.addressing_style == "auto"
+    )
+    session, client = _session_and_client(integration, driver, base_dir)
+    credentials = session.get_credentials()
+    lister = None
+    if credentials is not None:
+        lister = LeanLister(
+            driver.bucket,
+            credentials,
+            region or client.meta.region_name or "us-east-1",
+            endpoint_url=endpoint,
+            path_style=path_style,
+        )
     return S3Store(
         driver.bucket,
-        client_for(integration, driver, base_dir),
+        client,
         name=driver.name,
-        region=driver.region or integration.region,
+        region=region,
         endpoint_url=endpoint,
-        path_style=integration.addressing_style == "path"
-        or (endpoint is not None and integration.addressing_style == "auto"),
+        path_style=path_style,
         versioned=driver.versioned,
+        lister=lister,
     )

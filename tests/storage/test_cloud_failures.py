@@ -190,3 +190,17 @@ datasets:
     result = json.loads(done.stdout)["results"][0]
     assert result["counts"]["added"] == 30
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in done.stderr
+
+
+def test_lean_listing_equals_boto3_listing(tmp_path: Path, moto: Peer) -> None:
+    from tests.storage.test_store_contract import NASTY
+
+    bucket = s3_bucket(moto, tmp_path)
+    lean = s3_store(moto.url, bucket.bucket)
+    assert lean.lister is not None
+    for key in [*NASTY, "a", "b/", "tab\tkey", "amp&lt;", "ünï/cödé"]:
+        lean.put(key, key.encode())
+    plain = S3Store(bucket.bucket, lean.client, page_size=7)
+    lean.page_size = 7
+    assert list(lean.list()) == list(plain.list())
+    assert list(lean.list("a", start_after="a-b")) == list(plain.list("a", start_after="a-b"))

@@ -1,0 +1,132 @@
+"""A lean ListObjectsV2 client: botocore's SigV4 signer, urllib3 and the C XML parser.
+
+boto3 spends most of a listing parsing each response into dictionaries (PERFORMANCE.md
+measures ~75 µs per key); this reads the same pages for a fraction of that. It lists only:
+every other S3 call goes through boto3. Retries follow botocore's standard mode (throttling,
+5xx, dropped connections; exponential backoff with full jitter).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, unquote_plus, urlsplit
+
+import botocore.exceptions
+import urllib3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+
+from syncd.storage.types import ObjectInfo
+
+_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+_RETRY_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling"}
+
+
+class LeanLister:
+    def __init__(
+        self,
+        bucket: str,
+        credentials: Any,
+        region: str,
+        *,
+        endpoint_url: str | None = None,
+        path_style: bool = False,
+        max_attempts: int = 8,
+        pool: urllib3.PoolManager | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.credentials = credentials
+        self.region = region
+        self.max_attempts = max_attempts
+        self.pool = pool or urllib3.PoolManager(maxsize=32, retries=False)
+        # The URL of the bucket's listing, query string to follow.
+        if endpoint_url:
+            parts = urlsplit(endpoint_url.rstrip("/"))
+            if path_style:
+                self.base = f"{parts.scheme}://{parts.netloc}{parts.path}/{quote(bucket)}?"
+            else:
+                self.base = f"{parts.scheme}://{bucket}.{parts.netloc}{parts.path}/?"
+        else:
+            self.base = f"https://{bucket}.s3.{region}.amazonaws.com/?"
+
+    def list(
+        self, prefix: str = "", start_after: str | None = None, page_size: int = 1000
+    ) -> Iterator[ObjectInfo]:
+        params = {"list-type": "2", "encoding-type": "url", "max-keys": str(page_size)}
+        if prefix:
+            params["prefix"] = prefix
+        if start_after:
+            params["start-after"] = start_after
+        while True:
+            root = self._page(params)
+            for contents in root.iterfind(f"{_NS}Contents"):
+                etag = contents.findtext(f"{_NS}ETag") or ""
+                yield ObjectInfo(
+                    unquote_plus(contents.findtext(f"{_NS}Key") or ""),
+                    int(contents.findtext(f"{_NS}Size") or 0),
+                    datetime.fromisoformat(
+                        contents.findtext(f"{_NS}LastModified") or ""
+                    ).timestamp(),
+                    etag.strip('"') or None,
+                )
+            token = root.findtext(f"{_NS}NextContinuationToken")
+            if root.findtext(f"{_NS}IsTruncated") != "true" or not token:
+                return
+            params["continuation-token"] = token
+            params.pop("start-after", None)
+
+    def _page(self, params: dict[str, str]) -> ET.Element:
+        query = "&".join(
+            f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items())
+        )
+        url = self.base + query
+        attempt = 0
+        while True:
+            attempt += 1
+            request = AWSRequest(method="GET", url=url)
+            S3SigV4Auth(self.credentials.get_frozen_credentials(), "s3", self.region).add_auth(
+                request
+            )
+            try:
+                response = self.pool.request(
+                    "GET", url, headers=dict(request.headers.items()), timeout=60.0, retries=False
+                )
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                if attempt >= self.max_attempts:
+                    raise botocore.exceptions.EndpointConnectionError(
+                        endpoint_url=url, error=exc
+                    ) from exc
+                self._backoff(attempt)
+                continue
+            if response.status == 200:
+                return ET.fromstring(response.data)
+            code, message = _error_of(response.data)
+            if (
+                response.status in _RETRY_STATUS or code in _RETRY_CODES
+            ) and attempt < self.max_attempts:
+                self._backoff(attempt)
+                continue
+            raise botocore.exceptions.ClientError(
+                {
+                    "Error": {"Code": code or str(response.status), "Message": message},
+                    "ResponseMetadata": {"HTTPStatusCode": response.status},
+                },
+                "ListObjectsV2",
+            )
+
+    def _backoff(self, attempt: int) -> None:
+        time.sleep(random.uniform(0, min(20.0, 0.05 * 2**attempt)))
+
+
+def _error_of(body: bytes) -> tuple[str, str]:
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError:
+        return "", body[:200].decode("utf-8", "replace")
+    return root.findtext("Code") or "", root.findtext("Message") or ""
