@@ -1,0 +1,32 @@
+"""AWS Lambda entry point for S3 notifications (direct, SNS, SQS, EventBridge).
+
+Configure with SYNCD_CATALOG_URL and SYNCD_CONFIG or SYNCD_CONFIG_YAML. Behind SQS, enable
+ReportBatchItemFailures: messages whose changes were not committed come back in
+`batchItemFailures`; a message that cannot be parsed is stored as a dead letter and
+acknowledged. For direct invocations a failure raises, so Lambda retries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from syncd.events.aws import parse_lambda_event
+from syncd.events.sink import CatalogSink
+
+_sink: CatalogSink | None = None
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _sink
+    _sink = _sink or CatalogSink()
+    messages = parse_lambda_event(event)
+    result = _sink.handle(messages)
+    if messages and messages[0].source.startswith("aws:sqs"):
+        return {"batchItemFailures": [{"itemIdentifier": i} for i in result.failed]}
+    if result.failed:
+        raise RuntimeError(f"{len(result.failed)} messages not committed; retry")
+    return {
+        "applied": result.applied,
+        "ignored": result.ignored,
+        "dead_lettered": result.dead_lettered,
+    }

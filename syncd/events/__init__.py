@@ -1,0 +1,1 @@
+"""Bucket events: payload parsers per provider → `ObjectEvent`, and the ordered applier."""

@@ -1,0 +1,167 @@
+"""Every delivery path's documented payload parses to the expected ObjectEvents."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from syncd.events.aws import parse_lambda_event
+from syncd.events.azure import parse_blob_trigger, parse_event_grid_batch, validation_code
+from syncd.events.gcp import (
+    parse_background_event,
+    parse_binary_cloud_event,
+    parse_push_envelope,
+    parse_structured_cloud_event,
+)
+from syncd.events.types import EventKind, s3_token
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "events"
+
+
+def load(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def test_s3_direct_records_decode_form_encoded_keys() -> None:
+    (message,) = parse_lambda_event(load("aws-s3-direct.json"))
+    assert message.error is None
+    events = message.events
+    assert [(e.kind, e.key) for e in events] == [
+        (EventKind.CREATED, "photos/Happy Face +1.jpg"),
+        (EventKind.DELETED, "photos/café old.jpg"),
+        (EventKind.DELETED, "photos/marker.jpg"),
+    ]
+    first = events[0]
+    assert (first.provider, first.bucket, first.size) == ("s3", "amzn-s3-demo-bucket", 1024)
+    assert first.version == "096fKKXTRTtl3on89fVO.nfljtsv6qko"
+    assert first.token == "0055AED6DCD90281E5".ljust(32, "0")
+    assert first.event_time == 1795420800.0
+
+
+def test_sequencers_compare_as_aws_documents() -> None:
+    # A shorter sequencer is right-padded with zeros before a lexicographic comparison.
+    assert s3_token("0055AED6DCD90281E5") < s3_token("0055AED6DCD90281E6")  # type: ignore[operator]
+    assert s3_token("0055AED6DCD9028") < s3_token("0055AED6DCD90281")  # type: ignore[operator]
+    assert s3_token("0055AED6DCD90281") == s3_token("0055AED6DCD9028100")
+
+
+def test_s3_test_event_is_acknowledged_and_ignored() -> None:
+    (message,) = parse_lambda_event(load("aws-s3-test-event.json"))
+    assert message.error is None and message.events == []
+
+
+def test_sns_to_lambda() -> None:
+    (message,) = parse_lambda_event(load("aws-sns-lambda.json"))
+    assert [(e.kind, e.key, e.size) for e in message.events] == [
+        (EventKind.CREATED, "videos/clip 1.mp4", 5_000_000)
+    ]
+
+
+def test_sqs_records_are_separate_messages_and_a_poison_one_is_marked() -> None:
+    messages = parse_lambda_event(load("aws-sqs-lambda.json"))
+    assert [m.id[:2] for m in messages] == ["05", "2e", "3a", "4b", "5c"]
+    assert [(e.kind, e.key) for e in messages[0].events] == [
+        (EventKind.CREATED, "videos/clip 1.mp4")
+    ]
+    assert [(e.kind, e.key) for e in messages[1].events] == [
+        (EventKind.CREATED, "videos/clip 1.mp4")
+    ]
+    assert [(e.kind, e.key) for e in messages[2].events] == [(EventKind.DELETED, "scans/ct 01.dcm")]
+    assert messages[3].events == [] and messages[3].error is None
+    assert messages[4].error is not None and "not JSON" in messages[4].error
+    assert messages[4].raw == "this is not json"
+    assert messages[0].source.endswith(":my-queue")
+
+
+def test_eventbridge_direct() -> None:
+    (created,) = parse_lambda_event(load("aws-eventbridge-created.json"))
+    (event,) = created.events
+    assert (event.kind, event.bucket, event.key, event.size) == (
+        EventKind.CREATED,
+        "amzn-s3-demo-bucket1",
+        "scans/ct 01.dcm",
+        5,
+    )
+    assert event.version == "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e"
+    (deleted,) = parse_lambda_event(load("aws-eventbridge-deleted.json"))
+    assert deleted.events[0].kind is EventKind.DELETED
+    assert deleted.events[0].token > event.token  # type: ignore[operator]
+
+
+def test_gcs_cloud_event_structured_and_binary() -> None:
+    document = load("gcp-cloudevent-finalized.json")
+    message = parse_structured_cloud_event(document)
+    (event,) = message.events
+    assert (event.kind, event.provider, event.bucket, event.key) == (
+        EventKind.CREATED,
+        "gcs",
+        "my-bucket",
+        "images/photo 1.jpg",
+    )
+    assert event.size == 3 and event.etag == "d41d8cd98f00b204e9800998ecf8427e"
+    assert event.token == f"{1700000000000001:020d}.{1:020d}"
+    assert event.version == "1700000000000001"
+    headers = {f"ce-{k}": str(v) for k, v in document.items() if k != "data"}
+    binary = parse_binary_cloud_event(headers, json.dumps(document["data"]).encode())
+    assert binary.events == message.events
+
+
+def test_gcs_delete_with_overwritten_by_generation_is_an_overwrite() -> None:
+    message = parse_structured_cloud_event(load("gcp-cloudevent-deleted-overwrite.json"))
+    assert message.error is None and message.events == []
+    push = parse_push_envelope(load("gcp-pubsub-push-overwrite.json"))
+    assert push.error is None and push.events == []
+
+
+def test_gcs_pubsub_push_finalize() -> None:
+    message = parse_push_envelope(load("gcp-pubsub-push-finalize.json"))
+    (event,) = message.events
+    assert (event.kind, event.key) == (EventKind.CREATED, "images/photo+plus.jpg")
+    assert event.token == f"{1700000000000004:020d}.{2:020d}"
+    assert message.id == "2070443601311541"
+
+
+def test_gcs_gen1_background_delete_with_unicode() -> None:
+    payload = load("gcp-background-delete.json")
+    message = parse_background_event(payload["data"], payload["context"])
+    (event,) = message.events
+    assert (event.kind, event.key, event.size) == (EventKind.DELETED, "日本/写真.png", None)
+
+
+def test_gcs_unknown_types_are_errors_for_the_dead_letter_table() -> None:
+    bad = parse_push_envelope({"message": {"attributes": {"eventType": "NOPE"}, "data": ""}})
+    assert bad.error is not None and "NOPE" in bad.error
+    encoded = base64.b64encode(b"{}").decode()
+    missing = parse_push_envelope(
+        {"message": {"attributes": {"eventType": "OBJECT_FINALIZE"}, "data": encoded}}
+    )
+    assert missing.error is not None and "bucket or name" in missing.error
+
+
+def test_azure_event_grid_and_cloudevents_schemas() -> None:
+    messages = parse_event_grid_batch(load("azure-eventgrid-batch.json"))
+    assert [(e.kind, e.bucket, e.key) for m in messages for e in m.events] == [
+        (EventKind.CREATED, "test-container", "new file+1.txt"),
+        (EventKind.DELETED, "test-container", "ünï/old.png"),
+    ]
+    created = messages[0].events[0]
+    assert created.size == 524288 and created.etag == "0x8D4BCC2E4835CD0"
+    assert created.token == "00000000000004420000000000028963"
+    (cloud,) = parse_event_grid_batch(load("azure-cloudevents-batch.json"))
+    assert cloud.events[0].key == created.key and cloud.events[0].token == created.token
+
+
+def test_azure_validation_handshake_and_blob_trigger() -> None:
+    assert validation_code(load("azure-eventgrid-validation.json")) == (
+        "512d38b6-c7b8-40c8-89fe-f46f9e9622b6"
+    )
+    assert validation_code(load("azure-eventgrid-batch.json")) is None
+    message = parse_blob_trigger(
+        "samples/scans/a b.dcm", 10, "https://acct.blob.core.windows.net/x"
+    )
+    (event,) = message.events
+    assert (event.bucket, event.key, event.size) == ("samples", "scans/a b.dcm", 10)
+    bad = parse_event_grid_batch([{"eventType": "Microsoft.Storage.BlobCreated", "subject": "/x"}])
+    assert bad[0].error is not None and "does not name a blob" in bad[0].error
