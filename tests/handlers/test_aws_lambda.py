@@ -1,0 +1,125 @@
+"""The Lambda handler end to end on moto: S3 → SQS notifications on a real moto server,
+received and handed over as Lambda's SQS event, deleted only after commit."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import boto3
+import pytest
+
+from syncd.catalog import Catalog
+from tests.handlers.conftest import ROUTES, fresh
+from tests.peers import Peer
+
+
+def lambda_event(queue_arn: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Lambda's SQS event shape, built from what ReceiveMessage returned."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+def receive_all(sqs: Any, url: str, expected: int) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 20
+    while len(got) < expected and time.monotonic() < deadline:
+        batch = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=30
+        )
+        got += batch.get("Messages", [])
+    return got
+
+
+def test_s3_to_sqs_to_lambda_updates_the_catalog_and_poison_is_dead_lettered(
+    wired: tuple[Catalog, pytest.MonkeyPatch], moto_clean: Peer
+) -> None:
+    catalog, env = wired
+    env.setenv("SYNCD_CONFIG_YAML", ROUTES.format(provider="s3", bucket="uploads"))
+    s3 = boto3.client("s3", endpoint_url=moto_clean.url, region_name="us-east-1")
+    sqs = boto3.client("sqs", endpoint_url=moto_clean.url, region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="uploads-events")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    s3.create_bucket(Bucket="uploads")
+    s3.put_bucket_notification_configuration(
+        Bucket="uploads",
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {"QueueArn": arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}
+            ]
+        },
+    )
+    s3.put_object(Bucket="uploads", Key="scans/a b+c.dcm", Body=b"1234")
+    s3.put_object(Bucket="uploads", Key="scans/gone.dcm", Body=b"x")
+    s3.delete_object(Bucket="uploads", Key="scans/gone.dcm")
+    sqs.send_message(QueueUrl=queue, MessageBody="{not json")
+
+    messages = receive_all(sqs, queue, 5)  # the s3:TestEvent, 3 changes, the poison one
+    assert len(messages) == 5
+    handler = fresh("handlers.aws_lambda")
+    response = handler.handler(lambda_event(arn, messages), None)
+    assert response == {"batchItemFailures": []}
+    # Acknowledge only now, after the commit the handler returned from.
+    for m in messages:
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+
+    items = {i.key: i for i in catalog.items("inbox", include_deleted=True)}
+    assert items["scans/a b+c.dcm"].size == 4 and not items["scans/a b+c.dcm"].deleted
+    assert items["scans/gone.dcm"].deleted
+    (letter,) = catalog.dead_letters()
+    assert letter.payload == "{not json" and "not JSON" in letter.reason
+    assert sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages") is None
+
+    again = handler.handler(lambda_event(arn, messages), None)  # a redelivery
+    assert again == {"batchItemFailures": []}
+    assert len(list(catalog.changes("inbox"))) == 2
+
+
+def test_a_failed_commit_reports_every_message_for_redelivery(
+    wired: tuple[Catalog, pytest.MonkeyPatch],
+) -> None:
+    _, env = wired
+    env.setenv("SYNCD_CONFIG_YAML", ROUTES.format(provider="s3", bucket="uploads"))
+    handler = fresh("handlers.aws_lambda")
+    body = json.dumps(
+        {
+            "Records": [
+                {
+                    "eventSource": "aws:s3",
+                    "eventName": "ObjectCreated:Put",
+                    "eventTime": "2026-11-23T08:00:00Z",
+                    "s3": {"bucket": {"name": "uploads"}, "object": {"key": "k", "size": 1}},
+                }
+            ]
+        }
+    )
+    event = {
+        "Records": [
+            {
+                "messageId": "m1",
+                "body": body,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:1:q",
+            }
+        ]
+    }
+    handler.handler(event, None)
+    handler._sink.applier.catalog.close()  # the database goes away mid-flight
+    assert handler.handler(event, None) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
