@@ -20,7 +20,7 @@ def test_cloud_event_structured_and_binary(wired: tuple[Catalog, pytest.MonkeyPa
     catalog, env = wired
     env.setenv("SYNCD_CONFIG_YAML", ROUTES.format(provider="gcs", bucket="my-bucket"))
     fresh("handlers.gcp_function.main")
-    client = create_app("on_storage_event", SOURCE, "cloudevent").test_client()
+    client = create_app("on_storage_event", SOURCE, "cloudevent").test_client()  # type: ignore[no-untyped-call]
     document = json.loads((FIXTURES / "gcp-cloudevent-finalized.json").read_text())
     response = client.post(
         "/", json=document, headers={"Content-Type": "application/cloudevents+json"}
@@ -49,7 +49,7 @@ def test_pubsub_push_and_poison(wired: tuple[Catalog, pytest.MonkeyPatch]) -> No
     catalog, env = wired
     env.setenv("SYNCD_CONFIG_YAML", ROUTES.format(provider="gcs", bucket="my-bucket"))
     fresh("handlers.gcp_function.main")
-    client = create_app("on_pubsub_push", SOURCE, "http").test_client()
+    client = create_app("on_pubsub_push", SOURCE, "http").test_client()  # type: ignore[no-untyped-call]
     body = json.loads((FIXTURES / "gcp-pubsub-push-finalize.json").read_text())
     assert client.post("/", json=body).status_code == 204
     assert [i.key for i in catalog.items("inbox")] == ["images/photo+plus.jpg"]
