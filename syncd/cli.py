@@ -26,7 +26,7 @@ from syncd.errors import ConfigError, SyncdError
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_SAFETY = 0, 1, 2, 3
 
 #: Modules that add subcommands: each has `register(subparsers)`.
-COMMAND_MODULES: tuple[str, ...] = ("syncd.manifest.command",)
+COMMAND_MODULES: tuple[str, ...] = ("syncd.manifest.command", "syncd.deploy")
 
 EXAMPLE_CONFIG = """\
 # syncd configuration. Secrets are never written here: use env:NAME, file:PATH, or leave

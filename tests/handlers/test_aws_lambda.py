@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -123,3 +124,24 @@ def test_a_failed_commit_reports_every_message_for_redelivery(
     handler.handler(event, None)
     handler._sink.applier.catalog.close()  # the database goes away mid-flight
     assert handler.handler(event, None) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+
+
+def test_catalog_url_from_a_secrets_manager_secret(
+    wired: tuple[Catalog, pytest.MonkeyPatch], moto_clean: Peer, catalog_url: str
+) -> None:
+    catalog, env = wired
+    secrets = boto3.client("secretsmanager", endpoint_url=moto_clean.url, region_name="us-east-1")
+    arn = secrets.create_secret(Name="syncd/catalog", SecretString=catalog_url)["ARN"]
+    env.delenv("SYNCD_CATALOG_URL")
+    env.setenv("SYNCD_CATALOG_URL_SECRET", arn)
+    env.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_clean.url)
+    env.setenv("SYNCD_CONFIG_YAML", ROUTES.format(provider="s3", bucket="uploads"))
+    handler = fresh("handlers.aws_lambda")
+    document = json.loads(
+        (
+            Path(__file__).parents[1] / "fixtures" / "events" / "aws-eventbridge-created.json"
+        ).read_text()
+    )
+    document["detail"]["bucket"]["name"] = "uploads"
+    assert handler.handler(document, None)["applied"] == 1
+    assert [i.key for i in catalog.items("inbox")] == ["scans/ct 01.dcm"]
