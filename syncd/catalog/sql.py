@@ -341,21 +341,12 @@ class SqlCatalog(ABC):
             rows = self._execute(
                 sql.replace("{where}", self._sql(clause)), (*extra, page)
             ).fetchall()
+            make = Item._make
             for row in rows:
-                yield Item(
-                    dataset=row[0],
-                    driver=row[1],
-                    key=row[2],
-                    size=int(row[3]),
-                    mtime=row[4],
-                    etag=row[5],
-                    version=row[6],
-                    content_type=row[7],
-                    media_kind=row[8],
-                    order_token=row[9],
-                    observed_at=row[10],
-                    deleted=bool(row[11]),
-                    change_id=int(row[12]),
+                yield (
+                    make(row)
+                    if row[11].__class__ is bool
+                    else make((*row[:11], bool(row[11]), row[12]))
                 )
             if len(rows) < page:
                 return

@@ -71,9 +71,8 @@ class ItemWrite(NamedTuple):
     state: ItemState
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One item as users and manifest builders read it."""
+class Item(NamedTuple):
+    """One item as users and manifest builders read it (a tuple: manifests read millions)."""
 
     dataset: str
     driver: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from syncd.catalog.types import Catalog, Item
@@ -52,6 +52,7 @@ class Sources:
         self.config = config
         self.signed_ttl = signed_ttl
         self._stores: dict[str, Store] = {}
+        self._url_of: dict[str, Callable[[Item], str]] = {}
 
     def driver(self, name: str) -> Driver:
         try:
@@ -72,25 +73,38 @@ class Sources:
         return store
 
     def url(self, item: Item) -> str:
+        url_of = self._url_of.get(item.driver)
+        if url_of is None:
+            url_of = self._url_of[item.driver] = self._url_function(item)
+        return url_of(item)
+
+    def _url_function(self, first: Item) -> Callable[[Item], str]:
+        """How every item of `first`'s driver gets its URL (decided once per driver)."""
         settings = self.config.manifest
-        driver = self.driver(item.driver)
-        if settings.url_template:
-            return settings.url_template.format(
-                bucket=driver.bucket,
-                key=encode_key(item.key),
-                raw_key=item.key,
-                region=driver.region or self.config.integration(driver.integration).region or "",
-                driver=driver.name,
+        driver = self.driver(first.driver)
+        integration = self.config.integration(driver.integration)
+        template = settings.url_template
+        if template:
+            fields = {
+                "bucket": driver.bucket,
+                "region": driver.region or integration.region or "",
+                "driver": driver.name,
+            }
+            return lambda item: template.format(
+                key=encode_key(item.key), raw_key=item.key, **fields
             )
-        provider = self.config.integration(driver.integration).provider
-        if settings.s3_multi_region_alias and provider == "s3":
-            return s3_multi_region_url(settings.s3_multi_region_alias, item.key)
-        store = self.store(item)
-        if self.signed_ttl is not None:
+        alias = settings.s3_multi_region_alias
+        if alias and integration.provider == "s3":
+            return lambda item: s3_multi_region_url(alias, item.key)
+        store = self.store(first)
+        ttl = self.signed_ttl
+        if ttl is not None:
             if not isinstance(store, Presigner):
-                raise ManifestError(f"driver {driver.name}: {provider} stores have no signed URLs")
-            return store.signed_url(item.key, self.signed_ttl)
-        return store.url(item.key)
+                raise ManifestError(
+                    f"driver {driver.name}: {integration.provider} stores have no signed URLs"
+                )
+            return lambda item: store.signed_url(item.key, ttl)
+        return lambda item: store.url(item.key)
 
 
 def _changed_items(catalog: Catalog, dataset: str, prefix: str, since: int) -> Iterator[Item]:

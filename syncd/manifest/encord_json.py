@@ -14,6 +14,8 @@ from syncd.config import ManifestSettings
 from syncd.manifest.entries import Entry
 from syncd.manifest.output import Parts
 
+_string = json.encoder.encode_basestring  # the C-accelerated JSON string encoder
+
 SECTIONS = ("images", "videos", "audio", "pdfs", "text", "nifti", "image_groups", "dicom_series")
 
 
@@ -53,7 +55,12 @@ class EncordJsonWriter:
     def write(self, entry: Entry, metadata: dict[str, Any]) -> None:
         if self.parts.full():
             self._flush()
-        text = json.dumps(entry_json(entry, self.settings, metadata), ensure_ascii=False)
+        member = entry.members[0]
+        if entry.is_group or metadata or self.settings.client_metadata or member.width:
+            text = json.dumps(entry_json(entry, self.settings, metadata), ensure_ascii=False)
+        else:
+            # The common entry, {"title", "objectUrl"}, without the general encoder.
+            text = f'{{"title": {_string(entry.title)}, "objectUrl": {_string(member.url)}}}'
         section = self._sections.get(entry.section)
         if section is None:
             section = self._sections[entry.section] = tempfile.TemporaryFile("w+", encoding="utf-8")

@@ -179,6 +179,9 @@ class EntryBuilder:
         self.prefix_of = prefix_of
         self.pattern = re.compile(settings.group_pattern) if settings.group_pattern else None
         self.counts = Counts()
+        # Items arrive in key order, so neighbours share a folder: its verdict is cached.
+        self._folder: tuple[str, str] | None = None
+        self._folder_group: tuple[bool, bool] = (False, False)
 
     def kind_of(self, item: Item) -> MediaKind:
         kind = MediaKind(item.media_kind) if item.media_kind else MediaKind.OTHER
@@ -193,12 +196,17 @@ class EntryBuilder:
 
     def _group_of(self, item: Item) -> tuple[str, bool] | None:
         """(group title, is a sequence) when this image belongs to a group."""
-        relative = item.key[len(self.prefix_of(item.driver)) :]
-        folder = relative.rpartition("/")[0]
-        sequence = any(fnmatch.fnmatchcase(folder, g) for g in self.settings.image_sequences)
-        grouped = sequence or any(
-            fnmatch.fnmatchcase(folder, g) for g in self.settings.image_groups
-        )
+        if not (self.settings.image_sequences or self.settings.image_groups):
+            return None
+        folder = item.key.rpartition("/")[0]
+        if self._folder != (item.driver, folder):
+            relative = folder[len(self.prefix_of(item.driver)) :]
+            sequence = any(fnmatch.fnmatchcase(relative, g) for g in self.settings.image_sequences)
+            grouped = sequence or any(
+                fnmatch.fnmatchcase(relative, g) for g in self.settings.image_groups
+            )
+            self._folder, self._folder_group = (item.driver, folder), (grouped, sequence)
+        grouped, sequence = self._folder_group
         if not grouped:
             return None
         if self.pattern is not None:

@@ -6,10 +6,21 @@ a space is `%20`, `+` is `%2B`, `#` is `%23`, `?` is `%3F`, and `é` is `%C3%A9`
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, urlsplit
+
+_PLAIN = re.compile(r"[A-Za-z0-9/_.~-]*\Z")
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/_.~-")
+_ASCII = {c: f"%{c:02X}" for c in range(128) if chr(c) not in _SAFE}
 
 
 def encode_key(key: str) -> str:
+    # Manifests encode millions of keys: plain keys are returned as they are and ASCII keys
+    # go through one C-level translate; only non-ASCII keys take urllib's path.
+    if _PLAIN.match(key):
+        return key
+    if key.isascii():
+        return key.translate(_ASCII)
     return quote(key, safe="/~")
 
 
