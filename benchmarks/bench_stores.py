@@ -19,8 +19,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from tests.peers import AWS_TEST_ENV, free_port
 
@@ -32,6 +35,95 @@ def fill(port: int, bucket: str, objects: int) -> None:
     backend.create_bucket(bucket, "us-east-1")
     for n in range(objects):
         backend.put_object(bucket, f"images/{n % 50:02d}/frame_{n:07d}.jpg", b"\xff\xd8\xff" * 10)
+
+
+def near_free_server(objects: int, latency: float = 0.0) -> tuple[ThreadingHTTPServer, str]:
+    """An HTTP server answering ListObjectsV2 (prefix, delimiter, pages of 1000) from keys held
+    in memory: what a listing costs a client when the server costs almost nothing. With
+    `latency`, each request waits that long first, as a real S3 page request does."""
+    ns = "http://s3.amazonaws.com/doc/2006-03-01/"
+    keys = sorted(f"images/{n % 50:02d}/frame_{n:07d}.jpg" for n in range(objects))
+
+    def page(prefix: str, delimiter: str, start: int) -> bytes:
+        matching = [k for k in keys if k.startswith(prefix)] if prefix else keys
+        common: list[str] = []
+        if delimiter:
+            direct = []
+            for key in matching:
+                head, sep, _ = key[len(prefix) :].partition(delimiter)
+                if sep:
+                    if not common or common[-1] != prefix + head + sep:
+                        common.append(prefix + head + sep)
+                else:
+                    direct.append(key)
+            matching = direct
+        chunk = matching[start : start + 1000]
+        truncated = start + 1000 < len(matching)
+        body = "".join(
+            f"<Contents><Key>{key}</Key><LastModified>2026-11-23T08:00:00.000Z</LastModified>"
+            f"<ETag>&quot;{hash(key) & 0xFFFFFFFF:032x}&quot;</ETag><Size>30</Size>"
+            "<StorageClass>STANDARD</StorageClass></Contents>"
+            for key in chunk
+        )
+        body += "".join(f"<CommonPrefixes><Prefix>{p}</Prefix></CommonPrefixes>" for p in common)
+        token = (
+            f"<NextContinuationToken>{start + 1000}</NextContinuationToken>" if truncated else ""
+        )
+        return (
+            f'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="{ns}">'
+            f"<Name>bench</Name><Prefix>{prefix}</Prefix><KeyCount>{len(chunk)}</KeyCount>"
+            f"<MaxKeys>1000</MaxKeys><IsTruncated>{str(truncated).lower()}</IsTruncated>"
+            f"{token}{body}</ListBucketResult>"
+        ).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            query = parse_qs(urlsplit(self.path).query)
+            if latency:
+                time.sleep(latency)
+            data = page(
+                query.get("prefix", [""])[0],
+                query.get("delimiter", [""])[0],
+                int(query.get("continuation-token", ["0"])[0]),
+            )
+            self.send_response(200)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_HEAD(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+_OPEN = (
+    "from pathlib import Path\n"
+    "from syncd.storage import open_store\n"
+    "from syncd.storage.fanout import fan_out_listing\n"
+    "from syncd.config import Driver, Integration\n"
+    "i = Integration(name='a', provider='s3', endpoint_url=URL, region='us-east-1')\n"
+    "s = open_store(Driver(name='d', integration='a', bucket='bench'), i, Path())\n"
+)
+LIST_WITH = {
+    "syncd S3Store (lean)": _OPEN + "print(sum(1 for _ in s.list('images/')))",
+    "syncd fan-out 8": _OPEN
+    + "print(sum(1 for _ in fan_out_listing(s, 'images/', concurrency=8)))",
+    "boto3 paginator": "import boto3\n"
+    "c = boto3.client('s3', endpoint_url=URL, region_name='us-east-1')\n"
+    "print(sum(len(p.get('Contents', [])) for p in "
+    "c.get_paginator('list_objects_v2').paginate(Bucket='bench', Prefix='images/')))",
+}
 
 
 def timed(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
@@ -70,7 +162,8 @@ def main() -> None:
             "integrations:\n"
             f"  - {{name: aws, provider: s3, endpoint_url: '{endpoint}', region: us-east-1,\n"
             "     access_key_id: env:AWS_ACCESS_KEY_ID, secret_access_key: env:AWS_SECRET_ACCESS_KEY}\n"
-            f"drivers: [{{name: b, integration: aws, bucket: {bucket}, fan_out: {fan_out}}}]\n"
+            f"drivers: [{{name: b, integration: aws, bucket: {bucket}, prefix: images/,"
+            f" fan_out: {fan_out}}}]\n"
             "datasets: [{name: bench, drivers: [b]}]\n"
         )
     s5cmd = str(Path(sys.executable).parent / "s5cmd")
@@ -120,6 +213,30 @@ def main() -> None:
         print(
             f"{name:<26} {median:>8.2f} {args.objects / median:>10,.0f} {median / fastest:>18.2f}x"
         )
+
+    for latency in (0.0, 0.05):
+        listing_server, url = near_free_server(args.objects, latency)
+        client: dict[str, list[float]] = {}
+        try:
+            for _ in range(max(args.repeat, 3)):
+                client.setdefault("s5cmd ls", []).append(
+                    timed([s5cmd, "--endpoint-url", url, "ls", "s3://bench/images/*"], env)
+                )
+                for name, code in LIST_WITH.items():
+                    client.setdefault(name, []).append(
+                        timed([sys.executable, "-c", f"URL = {url!r}\n{code}"], env)
+                    )
+        finally:
+            listing_server.shutdown()
+        reference = statistics.median(client["s5cmd ls"])
+        print(
+            f"\n{args.objects:,} keys from a server that answers from memory, "
+            f"{latency * 1000:.0f} ms per page"
+        )
+        print(f"{'lister':<26} {'seconds':>8} {'vs s5cmd':>9}")
+        for name, times in client.items():
+            median = statistics.median(times)
+            print(f"{name:<26} {median:>8.2f} {median / reference:>8.2f}x")
 
 
 if __name__ == "__main__":
