@@ -313,46 +313,43 @@ class SqlCatalog(ABC):
         limit: int | None = None,
         include_deleted: bool = False,
     ) -> Iterator[Item]:
-        where = ["ds.name = ?"]
-        params: list[Any] = [dataset]
-        if not include_deleted:
-            where.append("i.deleted = ?")
-            params.append(False)
+        # Keyset pages per driver on the (dataset, driver, key) primary key: every page is an
+        # index seek, so reading a million items costs the same per item as reading a page.
+        dataset_id = self.find_id("dataset", dataset)
+        if dataset_id is None:
+            return
+        drivers = self._execute("SELECT id, name FROM drivers ORDER BY name").fetchall()
+        where = "dataset_id = ? AND driver_id = ? AND key > ?"
+        extra: list[Any] = []
         if prefix:
             # A key range keeps the index usable; LIKE would need escaping.
-            where.append("i.key >= ? AND i.key < ?")
-            params += [prefix, prefix + "\U0010ffff"]
-        base_where = " AND ".join(where)
+            where += " AND key >= ? AND key < ?"
+            extra += [prefix, prefix + "\U0010ffff"]
+        if not include_deleted:
+            where += " AND deleted = ?"
+            extra.append(False)
         sql = self._sql(
-            "SELECT ds.name, dr.name, i.key, i.size, i.mtime, i.etag, i.version, "
-            "i.content_type, i.media_kind, i.order_token, i.observed_at, i.deleted, i.change_id "
-            "FROM items i JOIN datasets ds ON ds.id = i.dataset_id "
-            "JOIN drivers dr ON dr.id = i.driver_id "
-            "WHERE {where} ORDER BY dr.name, i.key LIMIT ?"
+            "SELECT key, size, mtime, etag, version, content_type, media_kind, order_token, "
+            f"observed_at, deleted, change_id FROM items WHERE {where} ORDER BY key LIMIT ?"
         )
         remaining = limit
-        cursor_after = after
-        while remaining is None or remaining > 0:
-            page = SCAN_CHUNK if remaining is None else min(SCAN_CHUNK, remaining)
-            clause, extra = base_where, list(params)
-            if cursor_after is not None:
-                clause += " AND (dr.name > ? OR (dr.name = ? AND i.key > ?))"
-                extra += [cursor_after[0], cursor_after[0], cursor_after[1]]
-            rows = self._execute(
-                sql.replace("{where}", self._sql(clause)), (*extra, page)
-            ).fetchall()
-            make = Item._make
-            for row in rows:
-                yield (
-                    make(row)
-                    if row[11].__class__ is bool
-                    else make((*row[:11], bool(row[11]), row[12]))
-                )
-            if len(rows) < page:
+        make = Item._make
+        for driver_id, driver in drivers:
+            if after is not None and driver < after[0]:
+                continue
+            last = after[1] if after is not None and driver == after[0] else ""
+            while remaining is None or remaining > 0:
+                page = SCAN_CHUNK if remaining is None else min(SCAN_CHUNK, remaining)
+                rows = self._execute(sql, (dataset_id, driver_id, last, *extra, page)).fetchall()
+                for row in rows:
+                    yield make((dataset, driver, *row[:9], bool(row[9]), row[10]))
+                if remaining is not None:
+                    remaining -= len(rows)
+                if len(rows) < page:
+                    break
+                last = rows[-1][0]
+            if remaining is not None and remaining <= 0:
                 return
-            cursor_after = (rows[-1][1], rows[-1][2])
-            if remaining is not None:
-                remaining -= len(rows)
 
     def changes(self, dataset: str, since: int = 0, limit: int | None = None) -> Iterator[Change]:
         sql = self._sql(
