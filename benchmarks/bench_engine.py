@@ -14,19 +14,15 @@ import json
 import resource
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
+from benchmarks.catalogs import temporary_catalog_url
 from syncd import logs
 from syncd.catalog import open_catalog
 from syncd.config import Driver
 from syncd.reconcile import reconcile
 from syncd.storage.types import ObjectInfo
-
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 class GeneratedStore:
@@ -86,13 +82,7 @@ def main() -> None:
     rows = []
     for kind in args.catalogs.split(","):
         for count in (int(s) for s in args.sizes.split(",")):
-            with tempfile.TemporaryDirectory() as tmp:
-                schema = f"bench_{uuid.uuid4().hex[:8]}"
-                url = (
-                    f"sqlite:///{Path(tmp) / 'bench.db'}"
-                    if kind == "sqlite"
-                    else f"{PG_URL}?schema={schema}"
-                )
+            with temporary_catalog_url(kind) as url:
                 done = subprocess.run(
                     [sys.executable, "-m", "benchmarks.bench_engine", "--case", f"{url}|{count}"],
                     capture_output=True,
@@ -100,11 +90,6 @@ def main() -> None:
                     check=True,
                 )
                 figures = json.loads(done.stdout.strip().splitlines()[-1])
-                if kind == "postgres":
-                    import psycopg
-
-                    with psycopg.connect(PG_URL, autocommit=True) as conn:
-                        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
             rows.append((kind, count, figures))
     # "engine" excludes the time the generated listing itself takes to produce its records,
     # which a real store replaces with its own (larger) listing cost.

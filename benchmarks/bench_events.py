@@ -11,18 +11,16 @@ import argparse
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
+from benchmarks.catalogs import temporary_catalog_url
 from syncd import logs
 from syncd.catalog import open_catalog
 from syncd.config import parse_config
 from syncd.events.apply import EventApplier
 from syncd.events.types import EventKind, Message, ObjectEvent, s3_token
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ROUTES = """\
 integrations: [{name: aws, provider: s3}]
 drivers: [{name: raw, integration: aws, bucket: media}]
@@ -93,19 +91,8 @@ def main() -> None:
     print(f"{'catalog':<10} {'batch':>6} {'events/s':>10}")
     for kind in args.catalogs.split(","):
         for batch in (10, 100, 1000):
-            with tempfile.TemporaryDirectory() as tmp:
-                schema = f"bench_{uuid.uuid4().hex[:8]}"
-                url = (
-                    f"sqlite:///{tmp}/events.db"
-                    if kind == "sqlite"
-                    else f"{PG_URL}?schema={schema}"
-                )
+            with temporary_catalog_url(kind) as url:
                 rate = apply_rate(url, args.events, batch)
-                if kind == "postgres":
-                    import psycopg
-
-                    with psycopg.connect(PG_URL, autocommit=True) as conn:
-                        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
             print(f"{kind:<10} {batch:>6} {rate:>10,.0f}")
     print()
     print(f"{'handler':<8} {'cold import (ms, median of ' + str(args.repeat) + ')':>34}")

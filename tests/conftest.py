@@ -4,6 +4,7 @@ test), and drivers over temporary folders."""
 from __future__ import annotations
 
 import os
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,26 @@ import pytest
 from syncd.catalog import Catalog, open_catalog
 from syncd.config import Driver
 from tests.peers import AWS_TEST_ENV, Peer, moto_server, reset_moto
+
+#: Keys that break naive code: encodings, normalization forms, depth, length, and the order
+#: cases where UTF-8 byte order differs from a directory walk (`a-b` < `a/b` < `a0`).
+NASTY_KEYS = [
+    "with space.jpg",
+    "plus+sign.jpg",
+    "percent%20literal.jpg",
+    "hash#tag.jpg",
+    "question?.jpg",
+    unicodedata.normalize("NFC", "café.jpg"),
+    unicodedata.normalize("NFD", "café.jpg"),
+    "emoji 😀.png",
+    "日本語/画像.png",
+    "/".join(["deep"] * 30) + "/leaf.png",
+    "a-b",
+    "a/b",
+    "a0",
+    "A",
+    "/".join(["x" * 200] * 4) + "/" + "y" * 220,  # 1024 bytes
+]
 
 PG_URL = os.environ.get("SYNCD_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 

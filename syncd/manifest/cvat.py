@@ -5,7 +5,7 @@ Image sizes are read from each image's header; other media are counted in `unsup
 from __future__ import annotations
 
 import json
-from typing import IO, Any
+from typing import Any
 
 from syncd.manifest.entries import Entry
 from syncd.manifest.output import Parts
@@ -14,13 +14,8 @@ from syncd.manifest.output import Parts
 class CvatManifestWriter:
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
-        self._handle: IO[str] | None = None
+        parts.header = '{"version":"1.1"}\n{"type":"images"}\n'
         self.unsupported = 0
-
-    def _open(self) -> IO[str]:
-        handle = self.parts.open()
-        handle.write('{"version":"1.1"}\n{"type":"images"}\n')
-        return handle
 
     def write(self, entry: Entry, metadata: dict[str, Any]) -> None:
         if entry.section not in ("images", "image_groups"):
@@ -30,10 +25,6 @@ class CvatManifestWriter:
             if member.width is None or member.height is None:
                 self.unsupported += 1
                 continue
-            if self._handle is None or self.parts.full():
-                if self._handle is not None:
-                    self.parts.close(self._handle)
-                self._handle = self._open()
             key = member.item.key
             dot = key.rfind(".")
             name, extension = (key[:dot], key[dot:]) if dot > key.rfind("/") else (key, "")
@@ -44,11 +35,7 @@ class CvatManifestWriter:
                 "height": member.height,
                 "meta": {"related_images": []},
             }
-            text = json.dumps(line, ensure_ascii=False) + "\n"
-            self._handle.write(text)
-            self.parts.wrote(len(text))
+            self.parts.write(json.dumps(line, ensure_ascii=False) + "\n")
 
     def close(self) -> None:
-        if self._handle is None:
-            self._handle = self._open()
-        self.parts.close(self._handle)
+        self.parts.finish()

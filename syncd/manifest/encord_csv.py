@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import IO, Any
+from typing import Any
 
 from syncd.manifest.entries import Entry
 from syncd.manifest.output import Parts
@@ -25,8 +25,6 @@ class EncordCsvWriter:
 
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
-        self._handle: IO[str] | None = None
-        self._writer: Any = None
         self._section: str | None = None
         self.unsupported = 0
 
@@ -35,27 +33,17 @@ class EncordCsvWriter:
         if header is None:
             self.unsupported += 1
             return
-        if self._handle is None or self.parts.full():
-            if self._handle is not None:
-                self.parts.close(self._handle)
-            self._handle = self.parts.open()
-            self._writer = csv.writer(self._handle, lineterminator="\n")
-            self._section = None
-        if entry.section != self._section:
-            self._writer.writerow(header)
-            self._section = entry.section
         buffer = io.StringIO()
         rows = csv.writer(buffer, lineterminator="\n")
+        if self.parts.prepare() or entry.section != self._section:
+            rows.writerow(header)
+            self._section = entry.section
         for member in entry.members:
             row = [member.url, entry.title]
             if entry.section == "image_groups":
                 row.append("true" if entry.create_video else "false")
             rows.writerow(row)
-        text = buffer.getvalue()
-        self._handle.write(text)
-        self.parts.wrote(len(text))
+        self.parts.write(buffer.getvalue())
 
     def close(self) -> None:
-        if self._handle is None:
-            self._handle = self.parts.open()
-        self.parts.close(self._handle)
+        self.parts.finish()

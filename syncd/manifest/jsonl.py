@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import IO, Any
+from typing import Any
 
 from syncd.manifest.entries import Entry
 from syncd.manifest.output import Parts
@@ -12,15 +12,10 @@ from syncd.manifest.output import Parts
 class JsonlWriter:
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
-        self._handle: IO[str] | None = None
         self.unsupported = 0
 
     def write(self, entry: Entry, metadata: dict[str, Any]) -> None:
         for member in entry.members:
-            if self._handle is None or self.parts.full():
-                if self._handle is not None:
-                    self.parts.close(self._handle)
-                self._handle = self.parts.open()
             i = member.item
             row = {
                 "dataset": i.dataset,
@@ -39,11 +34,7 @@ class JsonlWriter:
                 "section": entry.section,
                 "group": entry.title if entry.is_group else None,
             }
-            text = json.dumps(row, ensure_ascii=False) + "\n"
-            self._handle.write(text)
-            self.parts.wrote(len(text))
+            self.parts.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     def close(self) -> None:
-        if self._handle is None:
-            self._handle = self.parts.open()
-        self.parts.close(self._handle)
+        self.parts.finish()

@@ -6,7 +6,7 @@ type and are counted in `unsupported`."""
 from __future__ import annotations
 
 import json
-from typing import IO, Any
+from typing import Any
 
 from syncd.manifest.entries import Entry
 from syncd.manifest.output import Parts
@@ -24,7 +24,6 @@ MEDIA_TYPES = {
 class LabelboxWriter:
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
-        self._handle: IO[str] | None = None
         self.unsupported = 0
 
     def write(self, entry: Entry, metadata: dict[str, Any]) -> None:
@@ -33,10 +32,6 @@ class LabelboxWriter:
             self.unsupported += len(entry.members)
             return
         for member in entry.members:
-            if self._handle is None or self.parts.full():
-                if self._handle is not None:
-                    self.parts.close(self._handle)
-                self._handle = self.parts.open()
             item = member.item
             row = {
                 "row_data": member.url,
@@ -44,11 +39,7 @@ class LabelboxWriter:
                 "external_id": item.key,
                 "media_type": media_type,
             }
-            text = json.dumps(row, ensure_ascii=False) + "\n"
-            self._handle.write(text)
-            self.parts.wrote(len(text))
+            self.parts.write(json.dumps(row, ensure_ascii=False) + "\n")
 
     def close(self) -> None:
-        if self._handle is None:
-            self._handle = self.parts.open()
-        self.parts.close(self._handle)
+        self.parts.finish()

@@ -8,12 +8,18 @@ from typing import IO
 
 
 class Parts:
-    """Opens `out` (or `out-0001.ext`, `out-0002.ext`... once a limit is reached)."""
+    """Opens `out` (or `out-0001.ext`, `out-0002.ext`... once a limit is reached).
 
-    def __init__(self, out: str, max_items: int = 0, max_bytes: int = 0) -> None:
+    Line-oriented writers call `write` (which starts a new part, beginning with `header`, when
+    the current one is full) and `finish`; Encord JSON assembles its parts itself with
+    `open`, `close` and `full`.
+    """
+
+    def __init__(self, out: str, max_items: int = 0, max_bytes: int = 0, header: str = "") -> None:
         self.out = out
         self.max_items = max_items
         self.max_bytes = max_bytes
+        self.header = header
         self.paths: list[str] = []
         self._handle: IO[str] | None = None
         self.items = 0
@@ -40,8 +46,7 @@ class Parts:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.paths.append(str(path))
         self.items = self.bytes = 0
-        self._handle = open(path, "w", encoding="utf-8", newline="")
-        return self._handle
+        return open(path, "w", encoding="utf-8", newline="")
 
     def close(self, handle: IO[str]) -> None:
         if handle is not sys.stdout:
@@ -52,3 +57,28 @@ class Parts:
     def wrote(self, text_length: int, items: int = 1) -> None:
         self.bytes += text_length
         self.items += items
+
+    def prepare(self) -> bool:
+        """Make sure a part with room is open; True when this call started a new one."""
+        if self._handle is not None and not self.full():
+            return False
+        if self._handle is not None:
+            self.close(self._handle)
+        self._handle = self.open()
+        if self.header:
+            self._handle.write(self.header)
+        return True
+
+    def write(self, text: str, items: int = 1) -> None:
+        self.prepare()
+        assert self._handle is not None
+        self._handle.write(text)
+        self.wrote(len(text), items)
+
+    def finish(self) -> None:
+        """Close the last part (an empty dataset still gets one, with its header)."""
+        if self._handle is None:
+            self.prepare()
+        assert self._handle is not None
+        self.close(self._handle)
+        self._handle = None

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -17,27 +16,12 @@ from syncd.errors import NotFound
 from syncd.reconcile import SyncResult, reconcile
 from syncd.storage.fanout import fan_out_listing
 from syncd.storage.types import PrefixLister, Presigner, Store, Writer
+from tests.conftest import NASTY_KEYS
 from tests.storage.conftest import Bucket
 
 NewBucket = Callable[[], Bucket]
 
-NASTY = [
-    "with space.jpg",
-    "plus+sign.jpg",
-    "percent%20literal.jpg",
-    "hash#tag.jpg",
-    "question?.jpg",
-    unicodedata.normalize("NFC", "café.jpg"),
-    unicodedata.normalize("NFD", "café.jpg"),
-    "emoji 😀.png",
-    "日本語/画像.png",
-    "/".join(["deep"] * 30) + "/leaf.png",
-    "a-b",
-    "a/b",
-    "a0",
-    "A",
-    "/".join(["x" * 200] * 4) + "/" + "y" * 220,
-]
+NASTY = NASTY_KEYS
 
 
 @pytest.fixture
