@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql as pgsql
 
-from syncd.catalog.sql import ITEM_COLUMNS, UPSERT_SET, SqlCatalog
+from syncd.catalog.sql import ITEM_COLUMNS, ROW_COLUMNS, UPSERT_SET, SqlCatalog
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -96,6 +96,17 @@ class PostgresCatalog(SqlCatalog):
         with self._conn.transaction(), self._conn.cursor() as cur:
             cur.execute("SELECT value FROM counters WHERE name = 'change' FOR UPDATE")
             yield cur
+
+    def _keys_query(
+        self, dataset_id: int, driver_id: int, keys: list[str]
+    ) -> tuple[str, Sequence[Any]]:
+        # One array parameter compared in the column's own collation, so the primary key
+        # index is used (an IN list of untyped parameters can fall back to a scan).
+        return (
+            f"SELECT {ROW_COLUMNS} FROM items WHERE dataset_id = %s AND driver_id = %s "
+            'AND key = ANY(%s::text[] COLLATE "C")',
+            (dataset_id, driver_id, keys),
+        )
 
     def _bulk_upsert(self, cursor: Any, rows: list[tuple[Any, ...]]) -> None:
         cursor.execute(

@@ -102,6 +102,17 @@ class SqlCatalog(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def _keys_query(
+        self, dataset_id: int, driver_id: int, keys: list[str]
+    ) -> tuple[str, Sequence[Any]]:
+        """The rows of `keys` in one statement (dialects may bind the keys differently)."""
+        marks = ", ".join(["?"] * len(keys))
+        sql = (
+            f"SELECT {ROW_COLUMNS} FROM items WHERE dataset_id = ? AND driver_id = ? "
+            f"AND key IN ({marks})"
+        )
+        return self._sql(sql), (dataset_id, driver_id, *keys)
+
     def _sql(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
@@ -429,14 +440,8 @@ class _SqlWriteTx:
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 500):
             chunk = unique[start : start + 500]
-            marks = ", ".join(["?"] * len(chunk))
-            self._cur.execute(
-                self._catalog._sql(
-                    f"SELECT {ROW_COLUMNS} FROM items WHERE dataset_id = ? AND driver_id = ? "
-                    f"AND key IN ({marks})"
-                ),
-                (dataset_id, driver_id, *chunk),
-            )
+            sql, params = self._catalog._keys_query(dataset_id, driver_id, chunk)
+            self._cur.execute(sql, params)
             for row in self._cur.fetchall():
                 out[row[0]] = CatalogRow._make(row)
         return out
