@@ -31,6 +31,8 @@ def entry_json(
     else:
         (member,) = entry.members
         out["objectUrl"] = member.url
+        if member.media is not None and entry.section in ("videos", "audio"):
+            out["videoMetadata" if entry.section == "videos" else "audioMetadata"] = member.media
         if entry.section == "images" and member.width and member.height:
             out["imageMetadata"] = {
                 "mimeType": member.item.content_type
@@ -56,7 +58,13 @@ class EncordJsonWriter:
         if self.parts.full():
             self._flush()
         member = entry.members[0]
-        if entry.is_group or metadata or self.settings.client_metadata or member.width:
+        if (
+            entry.is_group
+            or metadata
+            or self.settings.client_metadata
+            or member.width
+            or member.media
+        ):
             text = json.dumps(entry_json(entry, self.settings, metadata), ensure_ascii=False)
         else:
             # The common entry, {"title", "objectUrl"}, without the general encoder.

@@ -21,7 +21,9 @@ from typing import Any
 from syncd.catalog.types import Item
 from syncd.config import ManifestSettings
 from syncd.manifest.dicom import read_header
+from syncd.manifest.mp4 import read_video
 from syncd.manifest.sniff import HEAD_BYTES, image_size, sniff_kind
+from syncd.manifest.wav import parse_wav
 from syncd.media import MediaKind
 from syncd.storage.types import Store
 
@@ -47,6 +49,8 @@ class Member:
     url: str
     width: int | None = None
     height: int | None = None
+    #: Encord's videoMetadata / audioMetadata, when a probe measured them.
+    media: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -155,7 +159,7 @@ def _member_json(member: Member) -> dict[str, Any]:
 
 
 def _member_from_json(data: dict[str, Any]) -> Member:
-    return Member(Item(*data["item"]), data["url"], data["width"], data["height"])
+    return Member(Item(*data["item"]), data["url"], data["width"], data["height"], data["media"])
 
 
 class EntryBuilder:
@@ -217,6 +221,10 @@ class EntryBuilder:
 
     def _member(self, item: Item, kind: MediaKind) -> Member:
         member = Member(item, self.url_for(item))
+        if self.probe and kind in (MediaKind.VIDEO, MediaKind.AUDIO):
+            store = self.store_for(item)
+            if store is not None:
+                member.media = self._media(store, item, kind)
         if kind is MediaKind.IMAGE and self.image_sizes:
             store = self.store_for(item)
             if store is not None:
@@ -234,6 +242,39 @@ class EntryBuilder:
                 if size:
                     member.width, member.height = size
         return member
+
+    def _media(self, store: Store, item: Item, kind: MediaKind) -> dict[str, Any] | None:
+        mime = item.content_type or ("video/mp4" if kind is MediaKind.VIDEO else "audio/wav")
+        self.counts.probed += 1
+        if kind is MediaKind.VIDEO:
+            video = read_video(store, item.key, item.size)
+            if video is None:
+                return None
+            self.counts.probe_bytes += video.bytes_read
+            if video.fps is None or video.width is None or video.height is None:
+                return None
+            return {
+                "fps": video.fps,
+                "duration": round(video.duration, 3),
+                "width": video.width,
+                "height": video.height,
+                "file_size": item.size,
+                "mime_type": mime,
+            }
+        head = store.read_range(item.key, 0, HEAD_BYTES)
+        self.counts.probe_bytes += len(head)
+        audio = parse_wav(head, item.size)
+        if audio is None:
+            return None
+        return {
+            "duration": round(audio.duration, 3),
+            "file_size": item.size,
+            "mime_type": mime,
+            "sample_rate": audio.sample_rate,
+            "bit_depth": audio.bit_depth,
+            "codec": audio.codec,
+            "num_channels": audio.num_channels,
+        }
 
     def entries(self, items: Iterable[Item]) -> Iterator[Entry]:
         spill = _GroupSpill()

@@ -98,3 +98,47 @@ def dicom_file(series_uid: str, instance: int, description: str, pixels: int = 2
     buffer = io.BytesIO()
     pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    import struct
+
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def mp4_file(seconds: int, fps: int, width: int, height: int, media_bytes: int = 1 << 20) -> bytes:
+    """An ISO BMFF file (ftyp, mdat, then moov as non-fast-start files have it) whose moov
+    describes one video track of `seconds` at `fps` frames per second."""
+    import struct
+
+    timescale = 1000
+    mvhd = bytes(4) + struct.pack(">IIII", 0, 0, timescale, seconds * timescale) + bytes(80)
+    tkhd = (
+        b"\x00\x00\x00\x03"
+        + struct.pack(">IIIII", 0, 0, 1, 0, seconds * timescale)
+        + bytes(8)
+        + bytes(8)
+        + bytes(36)
+        + struct.pack(">II", width << 16, height << 16)
+    )
+    mdhd = bytes(4) + struct.pack(">IIII", 0, 0, fps * 100, seconds * fps * 100) + bytes(4)
+    hdlr = bytes(4) + bytes(4) + b"vide" + bytes(12) + b"video\x00"
+    stts = bytes(4) + struct.pack(">III", 1, seconds * fps, 100)
+    stbl = _box(b"stbl", _box(b"stts", stts))
+    mdia = _box(b"mdia", _box(b"mdhd", mdhd) + _box(b"hdlr", hdlr) + _box(b"minf", stbl))
+    trak = _box(b"trak", _box(b"tkhd", tkhd) + mdia)
+    moov = _box(b"moov", _box(b"mvhd", mvhd) + trak)
+    ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isomiso2")
+    return ftyp + _box(b"mdat", bytes(media_bytes)) + moov
+
+
+def wav_file(seconds: float, rate: int = 16000, channels: int = 1) -> bytes:
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(bytes(int(seconds * rate) * 2 * channels))
+    return buffer.getvalue()

@@ -129,6 +129,10 @@ def test_labelbox_rows_match_the_schema_and_keys_are_stable(
     rows = [json.loads(line) for line in first.read_text().splitlines()]
     for row in rows:
         jsonschema.validate(row, schema("labelbox-ndjson.schema.json"))
+    # Labelbox's own SDK check of data rows (the client is only used to upload local files).
+    from labelbox.schema.internal.descriptor_file_creator import DescriptorFileCreator
+
+    assert len(DescriptorFileCreator(None)._prepare_items_for_upload(rows)) == len(rows)
     assert len({r["global_key"] for r in rows}) == len(rows)
     assert first.read_text() == second.read_text()
 
@@ -319,3 +323,58 @@ def test_cli_manifest_to_stdout_and_unknown_dataset(
         timeout=60,
     )
     assert bad.returncode == 2 and "unknown dataset 'nope'" in bad.stderr
+
+
+def test_group_pattern_and_client_metadata(tmp_path: Path) -> None:
+    write_files(
+        tmp_path / "data",
+        {
+            "cases/case-7-left.png": b"\x89PNG\r\n\x1a\n",
+            "cases/case-7-right.png": b"\x89PNG\r\n\x1a\n",
+            "cases/case-12-left.png": b"\x89PNG\r\n\x1a\n",
+        },
+    )
+    text = CONFIG.replace(
+        '  image_groups: ["inspections/*"]',
+        '  image_groups: ["cases"]\n  group_pattern: "(?P<group>case-\\\\d+)"\n'
+        "  client_metadata: {source: syncd, batch: 3}",
+    )
+    config = parse_config(text, "syncd.yaml", base_dir=tmp_path)
+    catalog = sync_config(tmp_path, config)
+    out = tmp_path / "g.json"
+    make(config, catalog, "encord-json", out)
+    groups = {g["title"]: g for g in json.loads(out.read_text())["image_groups"]}
+    assert sorted(groups) == ["case-12", "case-7"]
+    assert groups["case-7"]["objectUrl_1"].endswith("case-7-right.png")
+    assert groups["case-7"]["clientMetadata"] == {"source": "syncd", "batch": 3}
+
+
+def test_probe_measures_video_and_audio_with_ranged_reads(tmp_path: Path) -> None:
+    from tests.manifest.conftest import mp4_file, wav_file
+
+    video = mp4_file(seconds=4, fps=25, width=640, height=360)
+    write_files(tmp_path / "data", {"clips/road.mp4": video, "audio/call.wav": wav_file(2.5)})
+    config = parse_config(CONFIG, "syncd.yaml", base_dir=tmp_path)
+    catalog = sync_config(tmp_path, config)
+    out = tmp_path / "p.json"
+    summary = make(config, catalog, "encord-json", out, probe=True)
+    document = json.loads(out.read_text())
+    jsonschema.validate(document, schema("encord-json.schema.json"))
+    assert document["videos"][0]["videoMetadata"] == {
+        "fps": 25.0,
+        "duration": 4.0,
+        "width": 640,
+        "height": 360,
+        "file_size": len(video),
+        "mime_type": "video/mp4",
+    }
+    assert document["audio"][0]["audioMetadata"] == {
+        "duration": 2.5,
+        "file_size": 80044,
+        "mime_type": "audio/x-wav",
+        "sample_rate": 16000,
+        "bit_depth": 16,
+        "codec": "pcm_s16le",
+        "num_channels": 1,
+    }
+    assert summary["probe_bytes"] < len(video) / 100
