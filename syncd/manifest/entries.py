@@ -155,6 +155,7 @@ def _member_json(member: Member) -> dict[str, Any]:
         "url": member.url,
         "width": member.width,
         "height": member.height,
+        "media": member.media,
     }
 
 
