@@ -204,3 +204,60 @@ def test_lean_listing_equals_boto3_listing(tmp_path: Path, moto: Peer) -> None:
     lean.page_size = 7
     assert list(lean.list()) == list(plain.list())
     assert list(lean.list("a", start_after="a-b")) == list(plain.list("a", start_after="a-b"))
+
+
+def test_s3_role_is_assumed_through_sts(tmp_path: Path, moto: Peer) -> None:
+    bucket = s3_bucket(moto, tmp_path)
+    boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1").put_object(
+        Bucket=bucket.bucket, Key="a.jpg", Body=b"1"
+    )
+    integration = Integration(
+        name="aws",
+        provider="s3",
+        endpoint_url=moto.url,
+        region="us-east-1",
+        role_arn="arn:aws:iam::123456789012:role/syncd-reader",
+    )
+    store = open_store(
+        Driver(name="raw", integration="aws", bucket=bucket.bucket), integration, tmp_path
+    )
+    assert [o.key for o in store.list()] == ["a.jpg"]
+
+
+@pytest.mark.parametrize("credential", ["account_key", "sas_token"])
+def test_azure_account_key_and_sas(
+    tmp_path: Path, azurite_peer: Peer, monkeypatch: pytest.MonkeyPatch, credential: str
+) -> None:
+    import datetime
+
+    from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    from tests.peers import AZURITE_ACCOUNT, AZURITE_KEY
+
+    bucket = azure_bucket(azurite_peer, tmp_path, monkeypatch)
+    bucket.open().put("k.png", b"123")  # type: ignore[attr-defined]
+    if credential == "account_key":
+        monkeypatch.setenv("SYNCD_TEST_SECRET", AZURITE_KEY)
+    else:
+        sas = generate_account_sas(
+            AZURITE_ACCOUNT,
+            AZURITE_KEY,
+            ResourceTypes(container=True, object=True),
+            AccountSasPermissions(read=True, list=True),
+            datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1),
+        )
+        monkeypatch.setenv("SYNCD_TEST_SECRET", sas)
+    integration = Integration.model_validate(
+        {
+            "name": "az",
+            "provider": "azure",
+            "account_name": AZURITE_ACCOUNT,
+            "account_url": f"{azurite_peer.url}/{AZURITE_ACCOUNT}",
+            credential: "env:SYNCD_TEST_SECRET",
+        }
+    )
+    store = open_store(
+        Driver(name="d", integration="az", bucket=bucket.bucket), integration, tmp_path
+    )
+    assert [(o.key, o.size) for o in store.list()] == [("k.png", 3)]
+    assert store.read_range("k.png", 1, 2) == b"23"
