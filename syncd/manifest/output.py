@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import IO
@@ -46,13 +47,16 @@ class Parts:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.paths.append(str(path))
         self.items = self.bytes = 0
-        return open(path, "w", encoding="utf-8", newline="")
+        # Written under a temporary name and renamed when complete: a run that fails leaves
+        # no half-written manifest where a finished one is expected.
+        return open(f"{path}.partial", "w", encoding="utf-8", newline="")
 
     def close(self, handle: IO[str]) -> None:
-        if handle is not sys.stdout:
-            handle.close()
-        else:
+        if handle is sys.stdout:
             handle.flush()
+            return
+        handle.close()
+        os.replace(handle.name, handle.name.removesuffix(".partial"))
 
     def wrote(self, text_length: int, items: int = 1) -> None:
         self.bytes += text_length
