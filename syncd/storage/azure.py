@@ -70,12 +70,14 @@ class AzureBlobStore:
         *,
         name: str = "azure",
         account_key: str | None = None,
+        page_size: int = 5000,
     ) -> None:
         self.container_name = container
         self.service = service
         self.container = service.get_container_client(container)
         self.name = name
         self.account_key = account_key
+        self.page_size = page_size
 
     def _call(self, what: Callable[[], T], key: str | None, permission: str) -> T:
         try:
@@ -86,7 +88,9 @@ class AzureBlobStore:
 
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
         pages = self._call(
-            lambda: self.container.list_blobs(name_starts_with=prefix or None).by_page(),
+            lambda: self.container.list_blobs(
+                name_starts_with=prefix or None, results_per_page=self.page_size
+            ).by_page(),
             prefix,
             "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read (List Blobs)",
         )
