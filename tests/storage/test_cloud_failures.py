@@ -90,14 +90,15 @@ def test_throttling_and_dropped_connections_are_survived(
     bucket = s3_bucket(moto, tmp_path)
     direct = s3_store(moto.url, bucket.bucket)
     s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1")
-    for n in range(2500):
+    for n in range(600):
         s3.put_object(Bucket=bucket.bucket, Key=f"k/{n:05d}.jpg", Body=b"x")
     with throttling_proxy(moto.url, every=2) as (proxy, faults):
         store = s3_store(proxy, bucket.bucket)
+        store.page_size = 50
         driver = Driver(name="raw", integration="aws", bucket=bucket.bucket)
         result = reconcile(catalog, store, dataset="ds", driver=driver, provider="s3")
     assert faults.injected >= 2
-    assert result.status is RunStatus.SUCCEEDED and result.counts.added == 2500
+    assert result.status is RunStatus.SUCCEEDED and result.counts.added == 600
     assert [i.key for i in catalog.items("ds")] == [o.key for o in direct.list()]
 
 
