@@ -131,6 +131,11 @@ def write_samples(root: Path) -> list[Path]:
         # A partial upload: skipped by the default rule, never synced.
         "video/upload.mp4.part": mp4()[:40],
     }
+    return write_files(root, files)
+
+
+def write_files(root: Path, files: dict[str, bytes]) -> list[Path]:
+    """Write each key's bytes under `root`, folders included; return the paths."""
     written = []
     for key, data in files.items():
         path = root / key

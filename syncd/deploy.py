@@ -85,23 +85,29 @@ def build_aws(out: Path, *, with_deps: bool = True) -> Path:
     return archive
 
 
-def build_gcp(out: Path) -> Path:
+def _source_folder(out: Path, handlers: dict[str, Path], requirements: list[str]) -> Path:
+    """A folder the cloud builds from: the syncd package, the entry files, requirements.txt."""
     out.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(out / "syncd", ignore_errors=True)
     _copy_package(out)
-    shutil.copy(_handler("gcp_function", "main.py"), out / "main.py")
-    (out / "requirements.txt").write_text("\n".join(REQUIREMENTS["gcp"]) + "\n")
+    for name, source in handlers.items():
+        shutil.copy(source, out / name)
+    (out / "requirements.txt").write_text("\n".join(requirements) + "\n")
     return out
+
+
+def build_gcp(out: Path) -> Path:
+    return _source_folder(
+        out, {"main.py": _handler("gcp_function", "main.py")}, REQUIREMENTS["gcp"]
+    )
 
 
 def build_azure(out: Path) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / "syncd", ignore_errors=True)
-    _copy_package(out)
-    shutil.copy(_handler("azure_function", "function_app.py"), out / "function_app.py")
-    shutil.copy(_handler("azure_function", "host.json"), out / "host.json")
-    (out / "requirements.txt").write_text("\n".join(REQUIREMENTS["azure"]) + "\n")
-    return out
+    handlers = {
+        "function_app.py": _handler("azure_function", "function_app.py"),
+        "host.json": _handler("azure_function", "host.json"),
+    }
+    return _source_folder(out, handlers, REQUIREMENTS["azure"])
 
 
 def cmd_package(args: argparse.Namespace) -> int:

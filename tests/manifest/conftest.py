@@ -9,7 +9,7 @@ import pytest
 
 from syncd.catalog import Catalog, open_catalog
 from syncd.config import Config, parse_config
-from syncd.demo import dicom, nifti, png
+from syncd.demo import dicom, nifti, png, write_files
 from syncd.reconcile import reconcile
 from syncd.storage import open_store
 
@@ -43,13 +43,6 @@ FILES: dict[str, bytes] = {
     "misc/blob.bin": b"\x00\x01\x02",
     "misc/NOEXT_DICOM": dicom(5),
 }
-
-
-def write_files(root: Path, files: dict[str, bytes]) -> None:
-    for key, data in files.items():
-        path = root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
 
 
 def sync_config(folder: Path, config: Config) -> Catalog:

@@ -17,12 +17,13 @@ import pytest
 
 from syncd.catalog import Catalog, open_catalog
 from syncd.config import Config, ManifestSettings, parse_config
+from syncd.demo import write_files
 from syncd.manifest.command import build_manifest
 from syncd.manifest.entries import EntryBuilder, natural_key
 from syncd.manifest.sniff import image_size, sniff_kind
 from syncd.media import MediaKind
 from syncd.storage.local import LocalStore
-from tests.manifest.conftest import CONFIG, dicom_file, sync_config, write_files
+from tests.manifest.conftest import CONFIG, dicom_file, sync_config
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("SYNCD_UPDATE_GOLDEN") == "1"
