@@ -503,6 +503,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     )
     print(f"\nTry: syncd --config {config_file} changes demo --since 0")
+    print(f"     syncd --config {config_file} manifest demo --format encord-json --probe")
     return EXIT_OK
 
 

@@ -25,6 +25,8 @@ drivers:
 datasets:
   - name: demo
     drivers: [samples]
+manifest:
+  image_sequences: ["sequences/*"]
 """
 
 _STUDY_UID = "1.2.826.0.1.3680043.10.1234.1"
