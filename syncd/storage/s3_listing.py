@@ -8,6 +8,7 @@ every other S3 call goes through boto3. Retries follow botocore's standard mode 
 
 from __future__ import annotations
 
+import os
 import random
 import time
 import xml.etree.ElementTree as ET
@@ -44,7 +45,11 @@ class LeanLister:
         self.credentials = credentials
         self.region = region
         self.max_attempts = max_attempts
-        self.pool = pool or urllib3.PoolManager(maxsize=32, retries=False)
+        # Trust what botocore trusts: a custom CA bundle configured for AWS applies here too.
+        bundle = os.environ.get("AWS_CA_BUNDLE")
+        self.pool = pool or urllib3.PoolManager(
+            maxsize=32, retries=False, **({"ca_certs": bundle} if bundle else {})
+        )
         # The URL of the bucket's listing, query string to follow.
         if endpoint_url:
             parts = urlsplit(endpoint_url.rstrip("/"))
