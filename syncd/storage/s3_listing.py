@@ -47,9 +47,13 @@ class LeanLister:
         self.max_attempts = max_attempts
         # Trust what botocore trusts: a custom CA bundle configured for AWS applies here too.
         bundle = os.environ.get("AWS_CA_BUNDLE")
-        self.pool = pool or urllib3.PoolManager(
-            maxsize=32, retries=False, **({"ca_certs": bundle} if bundle else {})
-        )
+        if pool is None:
+            pool = (
+                urllib3.PoolManager(maxsize=32, retries=False, ca_certs=bundle)
+                if bundle
+                else urllib3.PoolManager(maxsize=32, retries=False)
+            )
+        self.pool = pool
         # The URL of the bucket's listing, query string to follow.
         if endpoint_url:
             parts = urlsplit(endpoint_url.rstrip("/"))
