@@ -32,6 +32,7 @@ from syncd.catalog.types import (
 from syncd.config import Driver, MaxDelete
 from syncd.diff import SAME, Added, Changed, Removed, diff
 from syncd.errors import ListingOrderError, SyncdError
+from syncd.logs import scrub
 from syncd.media import media_kind
 from syncd.storage.fanout import fan_out_listing
 from syncd.storage.filters import KeyFilter
@@ -418,16 +419,18 @@ def _finish(
     bound: structlog.typing.FilteringBoundLogger,
 ) -> SyncResult:
     result.status = status
-    result.reason = reason
+    # Reasons and errors are stored and printed: a provider's message may quote a signed URL.
+    result.reason = scrub(reason) if reason else reason
+    result.errors = [scrub(e) for e in result.errors]
     result.elapsed = time.monotonic() - started
     if result.run_id is not None:
-        catalog.finish_run(result.run_id, status, result.counts, result.errors, reason)
+        catalog.finish_run(result.run_id, status, result.counts, result.errors, result.reason)
     event = "sync finished" if status is RunStatus.SUCCEEDED else "sync stopped"
     level = bound.info if status is RunStatus.SUCCEEDED else bound.warning
     level(
         event,
         status=str(status),
-        reason=reason,
+        reason=result.reason,
         seconds=round(result.elapsed, 3),
         **result.counts.as_dict(),
     )

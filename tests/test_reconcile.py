@@ -393,3 +393,20 @@ def test_entries_the_listing_could_not_read_block_deletes(catalog: Catalog) -> N
     assert "deleting nothing" in (result.reason or "")
     assert result.errors == ["bucket/b: Permission denied"]
     assert live_keys(catalog) == ["a", "b", "c"]
+
+
+def test_a_failure_quoting_a_signed_url_is_stored_without_the_signature(catalog: Catalog) -> None:
+    class Refusing:
+        name = "refusing"
+        sorted_listing = True
+
+        def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+            raise TransientError(
+                "GET https://acct.blob.core.windows.net/c?restype=container&sv=2021&sig=S3CR3T "
+                "failed"
+            )
+
+    result = sync(catalog, Refusing())
+    assert result.status is RunStatus.ABORTED
+    assert "S3CR3T" not in (result.reason or "") and "sig=***" in (result.reason or "")
+    assert "S3CR3T" not in (catalog.runs("ds")[0].reason or "")
