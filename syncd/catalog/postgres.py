@@ -97,6 +97,9 @@ class PostgresCatalog(SqlCatalog):
             cur.execute("SELECT value FROM counters WHERE name = 'change' FOR UPDATE")
             yield cur
 
+    def _analyze(self) -> None:
+        self._conn.execute("ANALYZE items")
+
     def _keys_query(
         self, dataset_id: int, driver_id: int, keys: list[str]
     ) -> tuple[str, Sequence[Any]]:

@@ -53,6 +53,9 @@ UPSERT_SET = (
     "change_id = excluded.change_id"
 )
 SCAN_CHUNK = 10_000
+#: A run that wrote this many items refreshes planner statistics: a first ingest leaves a
+#: table the planner still believes empty, and batch lookups would scan it.
+ANALYZE_AFTER = 10_000
 
 ItemTuple = tuple[Any, ...]
 ChangeTuple = tuple[Any, ...]
@@ -280,6 +283,12 @@ class SqlCatalog(ABC):
                     run_id,
                 ),
             )
+        if counts.added + counts.updated >= ANALYZE_AFTER:
+            self._analyze()
+
+    @abstractmethod
+    def _analyze(self) -> None:
+        """Refresh the planner's statistics after a large change."""
 
     # -- reads for people and downstream consumers --------------------------------------
 
@@ -497,7 +506,14 @@ class _SqlWriteTx:
             self._catalog._sql(
                 "INSERT INTO dead_letters (received_at, source, reason, payload) VALUES (?, ?, ?, ?)"
             ),
-            (time.time(), source, reason, payload),
+            # PostgreSQL text cannot hold NUL; a poison payload must still be storable, or its
+            # whole batch would fail and come back forever.
+            (
+                time.time(),
+                source,
+                reason.replace("\x00", "\\u0000"),
+                payload.replace("\x00", "\\u0000"),
+            ),
         )
 
     def heartbeat(self, run_id: int, counts: RunCounts) -> None:

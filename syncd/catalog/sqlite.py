@@ -71,6 +71,9 @@ class SqliteCatalog(SqlCatalog):
     def close(self) -> None:
         self._conn.close()
 
+    def _analyze(self) -> None:
+        self._conn.execute("PRAGMA optimize")
+
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self._conn.execute(sql, params)
 

@@ -159,11 +159,26 @@ class EventApplier:
                     ):
                         result.ignored += 1
                         continue
+                    if _other_version_removed(event, row):
+                        result.ignored += 1
+                        continue
                     writes.append(ItemWrite(_op(event, row), _state(event, row)))
                 if writes:
                     result.applied += len(tx.write(dataset_id, driver_id, writes).applied)
         result.dead_lettered = len(bad)
         return result
+
+
+def _other_version_removed(event: ObjectEvent, row: CatalogRow | None) -> bool:
+    """A versioned bucket's permanent delete of a version the item does not show."""
+    return (
+        event.kind is EventKind.DELETED
+        and event.version is not None
+        and row is not None
+        and not row.deleted
+        and row.version is not None
+        and row.version != event.version
+    )
 
 
 def _op(event: ObjectEvent, row: CatalogRow | None) -> Op:

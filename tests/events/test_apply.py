@@ -204,3 +204,31 @@ def test_events_and_a_running_reconcile_meet_safely(catalog: Catalog, catalog_ur
     live = {k for k, v in state(catalog).items() if not v[0]}
     assert "raw/2.jpg" not in live and "raw/new.jpg" in live
     assert result.counts.skipped >= 1
+
+
+def test_removing_an_old_version_keeps_the_live_item(catalog: Catalog) -> None:
+    applier = EventApplier(catalog, config())
+    live = ObjectEvent(
+        EventKind.CREATED, "s3", "media", "raw/v.jpg", 1.0, s3_token("0A"), size=5, version="v2"
+    )
+    applier.apply([message(live)])
+    old = ObjectEvent(
+        EventKind.DELETED, "s3", "media", "raw/v.jpg", 2.0, s3_token("0B"), version="v1"
+    )
+    assert applier.apply([message(old)]).ignored == 2  # both datasets watch raw/
+    assert state(catalog)["raw/v.jpg"][0] is False
+    current = ObjectEvent(
+        EventKind.DELETED, "s3", "media", "raw/v.jpg", 3.0, s3_token("0C"), version="v2"
+    )
+    assert applier.apply([message(current)]).applied == 2
+    assert state(catalog)["raw/v.jpg"][0] is True
+
+
+def test_a_payload_with_nul_bytes_is_dead_lettered(catalog: Catalog) -> None:
+    applier = EventApplier(catalog, config())
+    poison = Message("p", "aws:sqs:q", "bad\x00payload", error="body has\x00 NUL")
+    ok = message(event(EventKind.CREATED, "raw/fine.jpg", 1))
+    result = applier.apply([poison, ok])
+    assert result.dead_lettered == 1 and "raw/fine.jpg" in state(catalog)
+    (letter,) = catalog.dead_letters()
+    assert letter.payload == "bad\\u0000payload"
