@@ -41,6 +41,10 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+def _stderr_logger(*_: Any) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure(level: str | None = None, *, json: bool | None = None) -> None:
     """Set up structlog for a process; safe to call more than once."""
     name = (level or os.environ.get("SYNCD_LOG_LEVEL") or "info").upper()
@@ -61,6 +65,8 @@ def configure(level: str | None = None, *, json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Resolved at each use, not now: whoever replaces sys.stderr later (a test runner, a
+        # host process) keeps receiving the lines, and none go to a closed stream.
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

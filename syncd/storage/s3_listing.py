@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit
+from xml.sax.saxutils import unescape
 
 import botocore.exceptions
 import urllib3
@@ -25,6 +28,7 @@ from botocore.awsrequest import AWSRequest
 from syncd.storage.types import ObjectInfo
 
 _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+_TOKEN = re.compile(rb"<NextContinuationToken>([^<]*)</NextContinuationToken>")
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _RETRY_CODES = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling"}
 
@@ -72,8 +76,18 @@ class LeanLister:
             params["prefix"] = prefix
         if start_after:
             params["start-after"] = start_after
-        while True:
-            root = self._page(params)
+        # The next page is requested as soon as this one's token is known, so the server's
+        # time for page N+1 overlaps this process's work on page N.
+        pending: _Fetch | None = _Fetch(self._page, dict(params))
+        while pending is not None:
+            body = pending.result()
+            pending = None
+            token = _TOKEN.search(body)
+            if token and b"<IsTruncated>true</IsTruncated>" in body:
+                params["continuation-token"] = unescape(token.group(1).decode())
+                params.pop("start-after", None)
+                pending = _Fetch(self._page, dict(params))
+            root = ET.fromstring(body)
             for contents in root.iterfind(f"{_NS}Contents"):
                 etag = contents.findtext(f"{_NS}ETag") or ""
                 yield ObjectInfo(
@@ -84,13 +98,8 @@ class LeanLister:
                     ).timestamp(),
                     etag.strip('"') or None,
                 )
-            token = root.findtext(f"{_NS}NextContinuationToken")
-            if root.findtext(f"{_NS}IsTruncated") != "true" or not token:
-                return
-            params["continuation-token"] = token
-            params.pop("start-after", None)
 
-    def _page(self, params: dict[str, str]) -> ET.Element:
+    def _page(self, params: dict[str, str]) -> bytes:
         query = "&".join(
             f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(params.items())
         )
@@ -114,7 +123,8 @@ class LeanLister:
                 self._backoff(attempt)
                 continue
             if response.status == 200:
-                return ET.fromstring(response.data)
+                data: bytes = response.data
+                return data
             code, message = _error_of(response.data)
             if (
                 response.status in _RETRY_STATUS or code in _RETRY_CODES
@@ -131,6 +141,31 @@ class LeanLister:
 
     def _backoff(self, attempt: int) -> None:
         time.sleep(random.uniform(0, min(20.0, 0.05 * 2**attempt)))
+
+
+class _Fetch:
+    """One page request running in a daemon thread; `result` waits and re-raises."""
+
+    def __init__(self, fetch: Callable[[dict[str, str]], bytes], params: dict[str, str]) -> None:
+        self._done = threading.Event()
+        self._body = b""
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._body = fetch(params)
+            except BaseException as exc:
+                self._error = exc
+            finally:
+                self._done.set()
+
+        threading.Thread(target=run, name="syncd-s3-page", daemon=True).start()
+
+    def result(self) -> bytes:
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._body
 
 
 def _error_of(body: bytes) -> tuple[str, str]:
