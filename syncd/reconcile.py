@@ -34,6 +34,7 @@ from syncd.diff import SAME, Added, Changed, Removed, diff
 from syncd.errors import ListingOrderError, SyncdError
 from syncd.logs import scrub
 from syncd.media import media_kind
+from syncd.storage import key_filter
 from syncd.storage.fanout import fan_out_listing
 from syncd.storage.filters import KeyFilter
 from syncd.storage.ordering import sort_listing
@@ -314,7 +315,7 @@ def reconcile(
     wall_start = time.time()
     counts = RunCounts()
     result = SyncResult(dataset, driver.name, RunStatus.RUNNING, counts, dry_run=dry_run)
-    keys = KeyFilter(driver.prefix, driver.include, driver.exclude, driver.skip)
+    keys = key_filter(driver)
     limit = max_delete or driver.max_delete
 
     writer: _Writer | None = None

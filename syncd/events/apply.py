@@ -21,6 +21,7 @@ from syncd.catalog.types import Catalog, CatalogRow, ItemState, ItemWrite, Op
 from syncd.config import Config, Driver
 from syncd.events.types import EventKind, Message, ObjectEvent
 from syncd.media import media_kind
+from syncd.storage import key_filter
 from syncd.storage.filters import KeyFilter
 
 log = structlog.get_logger("syncd.events")
@@ -51,7 +52,7 @@ def routes_of(config: Config) -> list[Route]:
             dataset.name,
             driver,
             config.integration(driver.integration).provider,
-            KeyFilter(driver.prefix, driver.include, driver.exclude, driver.skip),
+            key_filter(driver),
         )
         for dataset, driver in config.pairs()
     ]

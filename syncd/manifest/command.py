@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from syncd.catalog.types import Catalog, Item
 from syncd.config import Config, Driver, load_config
+from syncd.errors import ConfigError
 from syncd.manifest.cvat import CvatManifestWriter
 from syncd.manifest.encord_csv import EncordCsvWriter
 from syncd.manifest.encord_json import EncordJsonWriter
@@ -57,7 +58,7 @@ class Sources:
     def driver(self, name: str) -> Driver:
         try:
             return self.config.driver(name)
-        except Exception:
+        except ConfigError:
             raise ManifestError(
                 f"items of driver {name!r} remain, but it is not configured"
             ) from None

@@ -135,23 +135,8 @@ class _GroupSpill:
 
 
 def _member_json(member: Member) -> dict[str, Any]:
-    i = member.item
     return {
-        "item": [
-            i.dataset,
-            i.driver,
-            i.key,
-            i.size,
-            i.mtime,
-            i.etag,
-            i.version,
-            i.content_type,
-            i.media_kind,
-            i.order_token,
-            i.observed_at,
-            i.deleted,
-            i.change_id,
-        ],
+        "item": list(member.item),
         "url": member.url,
         "width": member.width,
         "height": member.height,

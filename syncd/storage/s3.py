@@ -67,6 +67,17 @@ def _error(exc: Exception, where: str, permission: str) -> SyncdError:
     return SyncdError(f"{where}: {exc}")
 
 
+def _listed(item: dict[str, Any], version: str | None = None) -> ObjectInfo:
+    """An object as a boto3 listing (ListObjectsV2 or ListObjectVersions) describes it."""
+    return ObjectInfo(
+        item["Key"],
+        item["Size"],
+        item["LastModified"].timestamp(),
+        item.get("ETag", "").strip('"') or None,
+        version,
+    )
+
+
 class S3Store:
     """One bucket. `versioned` lists versions and keeps the live version id on each item."""
 
@@ -124,13 +135,7 @@ class S3Store:
             page = self._call(
                 lambda: self.client.list_objects_v2(**params), prefix, "s3:ListBucket"
             )
-            for item in page.get("Contents", ()):
-                yield ObjectInfo(
-                    item["Key"],
-                    item["Size"],
-                    item["LastModified"].timestamp(),
-                    item.get("ETag", "").strip('"') or None,
-                )
+            yield from map(_listed, page.get("Contents", ()))
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
@@ -154,13 +159,7 @@ class S3Store:
             for item in page.get("Versions", ()):
                 if not item.get("IsLatest") or item["Key"] in latest_deleted:
                     continue
-                yield ObjectInfo(
-                    item["Key"],
-                    item["Size"],
-                    item["LastModified"].timestamp(),
-                    item.get("ETag", "").strip('"') or None,
-                    item.get("VersionId"),
-                )
+                yield _listed(item, item.get("VersionId"))
             if not page.get("IsTruncated"):
                 return
             params["KeyMarker"] = page.get("NextKeyMarker")
@@ -176,12 +175,7 @@ class S3Store:
                 lambda: self.client.list_objects_v2(**params), prefix, "s3:ListBucket"
             )
             prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", ())]
-            objects += [
-                ObjectInfo(
-                    i["Key"], i["Size"], i["LastModified"].timestamp(), i["ETag"].strip('"') or None
-                )
-                for i in page.get("Contents", ())
-            ]
+            objects += map(_listed, page.get("Contents", ()))
             if not page.get("IsTruncated"):
                 return prefixes, objects
             params["ContinuationToken"] = page["NextContinuationToken"]
