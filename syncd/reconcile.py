@@ -92,16 +92,18 @@ class SyncResult:
 
 
 def item_state(info: ObjectInfo) -> ItemState:
+    key, size, mtime, etag, version, content_type, order_token = info
+    # Positional: this runs for every added or changed object.
     return ItemState(
-        key=info.key,
-        size=info.size,
-        mtime=info.mtime,
-        etag=info.etag,
-        version=info.version,
-        content_type=info.content_type,
-        media_kind=media_kind(info.key, info.content_type).value,
-        order_token=info.order_token,
-        observed_at=info.mtime,
+        key,
+        size,
+        mtime,
+        etag,
+        version,
+        content_type,
+        media_kind(key, content_type),
+        order_token,
+        mtime,
     )
 
 
@@ -291,6 +293,9 @@ def _listing(
         listed = fan_out_listing(store, driver.prefix, concurrency=driver.fan_out)
     else:
         listed = store.list(driver.prefix)
+    if keys.skip and getattr(store, "skip_rule", None) == keys.skip:
+        # The store pruned skipped files and folders as it walked; checking again is waste.
+        keys = keys.without_skip()
     raw = keys.filter(listed, rejected)
     return sort_listing(raw) if sort else raw
 

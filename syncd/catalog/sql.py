@@ -58,26 +58,14 @@ SCAN_CHUNK = 10_000
 ANALYZE_AFTER = 10_000
 
 ItemTuple = tuple[Any, ...]
+#: Plain strings for the drivers: reading an enum's `.value` costs a property call per row.
+OP_TEXT = {op: op.value for op in Op}
 ChangeTuple = tuple[Any, ...]
 
 
 def item_tuple(dataset_id: int, driver_id: int, write: ItemWrite, change_id: int) -> ItemTuple:
-    s = write.state
-    return (
-        dataset_id,
-        driver_id,
-        s.key,
-        s.size,
-        s.mtime,
-        s.etag,
-        s.version,
-        s.content_type,
-        s.media_kind,
-        s.order_token,
-        s.observed_at,
-        s.deleted,
-        change_id,
-    )
+    # ITEM_COLUMNS is the ItemState fields in order, between the ids and the change id.
+    return (dataset_id, driver_id, *write.state, change_id)
 
 
 class SqlCatalog(ABC):
@@ -470,7 +458,10 @@ class _SqlWriteTx:
         first = self.counter + 1
         if guard is None or self.counter == expect_last:
             applied = list(writes)
-            items = [item_tuple(dataset_id, driver_id, w, first + n) for n, w in enumerate(applied)]
+            items = [
+                (dataset_id, driver_id, *w.state, change_id)
+                for change_id, w in enumerate(applied, first)
+            ]
             self._catalog._bulk_upsert(self._cur, items)
         else:
             applied = []
@@ -482,19 +473,8 @@ class _SqlWriteTx:
                     applied.append(write)
         now = time.time()
         changes = [
-            (
-                first + n,
-                dataset_id,
-                driver_id,
-                w.state.key,
-                str(w.op),
-                w.state.size,
-                w.state.etag,
-                w.state.version,
-                now,
-                run_id,
-            )
-            for n, w in enumerate(applied)
+            (change_id, dataset_id, driver_id, s[0], OP_TEXT[op], s[1], s[3], s[4], now, run_id)
+            for change_id, (op, s) in enumerate(applied, first)
         ]
         if changes:
             self._catalog._bulk_changes(self._cur, changes)

@@ -84,7 +84,7 @@ def _state(event: ObjectEvent, row: CatalogRow | None) -> ItemState:
         etag=etag,
         version=event.version if event.version is not None else (row.version if row else None),
         content_type=content_type,
-        media_kind=media_kind(event.key, content_type).value,
+        media_kind=media_kind(event.key, content_type),
         order_token=event.token,
         observed_at=event.event_time,
         deleted=deleted,

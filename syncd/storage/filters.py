@@ -72,9 +72,11 @@ class KeyFilter:
         skip: Iterable[str] = (),
     ) -> None:
         self.prefix = prefix
+        self._globs = (tuple(include), tuple(exclude))
         self._include = [_Glob.of(p) for p in include]
         self._exclude = [_Glob.of(p) for p in exclude]
         self._skip = tuple(skip)
+        self._affixes = _affixes(self._skip)
         # One regex for every skip pattern and every path segment: this runs once per listed
         # key, so it must not loop over patterns and segments in Python.
         # Keys arrive sorted, so neighbours share their folder: its verdict is cached, and
@@ -89,10 +91,21 @@ class KeyFilter:
 
     @property
     def passes_everything(self) -> bool:
-        return not (self._include or self._exclude or self._skip)
+        return not (self.prefix or self._include or self._exclude or self._skip)
+
+    @property
+    def skip(self) -> tuple[str, ...]:
+        return self._skip
+
+    def without_skip(self) -> KeyFilter:
+        """This filter for a listing whose store already left out what the skip rule skips."""
+        return KeyFilter(self.prefix, *self._globs)
 
     def skips_segment(self, name: str) -> bool:
         """True when a single path segment (file or folder name) matches the skip rule."""
+        if self._affixes is not None:
+            starts, ends, names = self._affixes
+            return name.startswith(starts) or name.endswith(ends) or name in names
         return self._skip_name is not None and self._skip_name.match(name) is not None
 
     def _skips(self, relative: str) -> bool:
@@ -124,8 +137,13 @@ class KeyFilter:
     ) -> Iterator[ObjectInfo]:
         """The objects of `listing` this filter accepts; `rejected` hears of the others."""
         if self.passes_everything:
-            yield from listing
-            return
+            # The listing itself: no generator in between for every key of a sync.
+            return iter(listing)
+        return self._filtered(listing, rejected)
+
+    def _filtered(
+        self, listing: Iterable[ObjectInfo], rejected: Callable[[ObjectInfo], None] | None
+    ) -> Iterator[ObjectInfo]:
         if self._include or self._exclude or self._skip_name is None:
             accepts = self.accepts
             for info in listing:
@@ -137,18 +155,38 @@ class KeyFilter:
         # Only the skip rule: the per-key work of a sync, inlined.
         prefix = self.prefix
         plen = len(prefix)
-        match_name = self._skip_name.match
+        simple = self._affixes
+        if simple is not None:
+            starts, ends, names = simple
+            match_name = None
+        else:
+            starts, ends, names = (), (), frozenset()
+            match_name = self._skip_name.match
         search_folder = self._skip_any.search if self._skip_any is not None else None
         folder = ""
         folder_skipped = False
         for info in listing:
             key = info.key
             slash = key.rfind("/")
-            if key.startswith(prefix) and match_name(key, max(slash + 1, plen)) is None:
+            if not key.startswith(prefix):
+                if rejected is not None:
+                    rejected(info)
+                continue
+            start = slash + 1 if slash >= plen else plen
+            if match_name is None:
+                skipped = (
+                    key.startswith(starts, start)
+                    or key.endswith(ends, start)
+                    or (names and key[start:] in names)
+                )
+            else:
+                skipped = match_name(key, start) is not None
+            if not skipped:
                 if slash <= plen:
                     yield info
                     continue
-                if key[plen:slash] != folder:
+                # Same folder as the previous key, compared without slicing the key.
+                if slash - plen != len(folder) or not key.startswith(folder, plen):
                     folder = key[plen:slash]
                     folder_skipped = search_folder is not None and search_folder(folder) is not None
                 if not folder_skipped:
@@ -156,3 +194,27 @@ class KeyFilter:
                     continue
             if rejected is not None:
                 rejected(info)
+
+
+_GLOB_CHARS = frozenset("*?[]/")
+
+
+def _affixes(
+    patterns: tuple[str, ...],
+) -> tuple[tuple[str, ...], tuple[str, ...], frozenset[str]] | None:
+    """Skip patterns as basename prefixes (`.*`), suffixes (`*.tmp`) and exact names, or
+    None when one of them needs the regex. str.startswith/endswith with a tuple test them
+    all in one C call, several times faster than a regex alternation."""
+    starts: list[str] = []
+    ends: list[str] = []
+    names: set[str] = set()
+    for pattern in patterns:
+        if pattern.endswith("*") and not _GLOB_CHARS & set(pattern[:-1]) and pattern[:-1]:
+            starts.append(pattern[:-1])
+        elif pattern.startswith("*") and not _GLOB_CHARS & set(pattern[1:]) and pattern[1:]:
+            ends.append(pattern[1:])
+        elif not _GLOB_CHARS & set(pattern) and pattern:
+            names.add(pattern)
+        else:
+            return None
+    return tuple(starts), tuple(ends), frozenset(names)

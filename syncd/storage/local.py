@@ -48,6 +48,11 @@ class LocalStore:
         #: reconciler deletes nothing while this is non-empty.
         self.listing_errors: list[str] = []
 
+    @property
+    def skip_rule(self) -> tuple[str, ...]:
+        """The skip patterns this store already applies while it walks."""
+        return self._skip.skip if self._skip is not None else ()
+
     def _path(self, key: str) -> Path:
         if key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
             raise NotFound(f"{self.name}: invalid key {key!r}")
@@ -63,6 +68,9 @@ class LocalStore:
         if not start_dir.is_dir():
             return
         base = folder + "/" if folder else ""
+        if not prefix and start_after is None:
+            yield from self._walk(start_dir, base)
+            return
         for info in self._walk(start_dir, base):
             if not info.key.startswith(prefix):
                 if info.key > prefix:
@@ -108,6 +116,7 @@ class LocalStore:
         stack = [self._entries(str(directory), base)]
         follow = self.follow_symlinks
         info = self._info
+        hashed = self.content_hash != "none"
         while stack:
             for key, entry, is_dir in stack[-1]:
                 if is_dir:
@@ -120,8 +129,14 @@ class LocalStore:
                 except OSError as exc:
                     self.listing_errors.append(f"{entry.path}: {exc.strerror or exc}")
                     continue
-                if stat_module.S_ISREG(st.st_mode):
+                if not stat_module.S_ISREG(st.st_mode):
+                    continue
+                if hashed:
                     yield info(key, entry.path, st)
+                else:
+                    yield ObjectInfo(
+                        key, st.st_size, st.st_mtime_ns / 1e9, None, None, _content_type(entry.name)
+                    )
             else:
                 stack.pop()
 
@@ -172,14 +187,16 @@ def _first(item: tuple[str, os.DirEntry[str], bool]) -> str:
 _TYPES: dict[str, str | None] = {}
 
 
-def _content_type(key: str) -> str | None:
-    dot = key.rfind(".")
-    extension = key[dot:].lower() if dot > key.rfind("/") else ""
+def _content_type(name: str) -> str | None:
+    """The content type guessed from a file or key name's extension (cached per extension)."""
+    dot = name.rfind(".")
+    extension = name[dot:] if dot > name.rfind("/") else ""
     try:
         return _TYPES[extension]
     except KeyError:
-        guessed, _ = mimetypes.guess_type("x" + extension, strict=False)
-        _TYPES[extension] = guessed
+        guessed, _ = mimetypes.guess_type("x" + extension.lower(), strict=False)
+        if len(_TYPES) < 10_000:
+            _TYPES[extension] = guessed
         return guessed
 
 
