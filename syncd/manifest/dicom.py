@@ -9,9 +9,10 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+from syncd.manifest.sniff import HEAD_BYTES
 from syncd.storage.types import Store
 
-_STEPS = (4096, 65536, 1 << 20)
+_STEPS = (HEAD_BYTES, 65536, 1 << 20)
 _TAGS = ["SeriesInstanceUID", "InstanceNumber", "SeriesDescription", "Modality"]
 
 
@@ -23,13 +24,21 @@ class DicomHeader:
     bytes_read: int
 
 
-def read_header(store: Store, key: str) -> DicomHeader:
+def read_header(store: Store, key: str, first: bytes | None = None) -> DicomHeader:
+    """`first` is the object's first 4 KiB when the caller already holds them.
+
+    `bytes_read` counts only what this call fetched."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     head = b""
+    fetched = 0
     for size in _STEPS:
-        head = store.read_range(key, 0, size)
+        if first is not None and size == _STEPS[0]:
+            head = first[:size]
+        else:
+            head = store.read_range(key, 0, size)
+            fetched += len(head)
         try:
             dataset = pydicom.dcmread(
                 io.BytesIO(head), stop_before_pixels=True, specific_tags=_TAGS, force=True
@@ -45,11 +54,11 @@ def read_header(store: Store, key: str) -> DicomHeader:
                 str(uid) if uid else None,
                 int(number) if number not in (None, "") else None,
                 str(description) if description else None,
-                len(head),
+                fetched,
             )
         if len(head) < size:
             break
-    return DicomHeader(None, None, None, len(head))
+    return DicomHeader(None, None, None, fetched)
 
 
 def struct_error() -> type[Exception]:

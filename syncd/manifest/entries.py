@@ -172,6 +172,8 @@ class EntryBuilder:
         # Items arrive in key order, so neighbours share a folder: its verdict is cached.
         self._folder: tuple[str, str] | None = None
         self._folder_group: tuple[bool, bool] = (False, False)
+        # The head the last sniff read, so probing the same object does not fetch it again.
+        self._sniffed: tuple[str, str, bytes] | None = None
 
     def kind_of(self, item: Item) -> MediaKind:
         kind = MediaKind(item.media_kind) if item.media_kind else MediaKind.OTHER
@@ -180,9 +182,21 @@ class EntryBuilder:
         store = self.store_for(item)
         if store is None:
             return kind
-        head = store.read_range(item.key, 0, HEAD_BYTES)
-        self.counts.probe_bytes += len(head)
+        head = self._head(store, item, HEAD_BYTES)
+        self._sniffed = (item.driver, item.key, head)
         return sniff_kind(head) or MediaKind.OTHER
+
+    def _head(self, store: Store, item: Item, length: int) -> bytes:
+        """The first `length` bytes of `item`, from the sniffed head when it holds them."""
+        sniffed = self._sniffed
+        if sniffed is not None and sniffed[0] == item.driver and sniffed[1] == item.key:
+            head = sniffed[2]
+            # A head shorter than was asked for is the whole object.
+            if len(head) >= length or len(head) < HEAD_BYTES:
+                return head[:length]
+        head = store.read_range(item.key, 0, length)
+        self.counts.probe_bytes += len(head)
+        return head
 
     def _group_of(self, item: Item) -> tuple[str, bool] | None:
         """(group title, is a sequence) when this image belongs to a group."""
@@ -214,15 +228,14 @@ class EntryBuilder:
         if kind is MediaKind.IMAGE and self.image_sizes:
             store = self.store_for(item)
             if store is not None:
-                head = store.read_range(
-                    item.key,
-                    0,
+                head = self._head(
+                    store,
+                    item,
                     65536
                     if item.content_type == "image/jpeg"
                     or item.key.lower().endswith((".jpg", ".jpeg"))
                     else HEAD_BYTES,
                 )
-                self.counts.probe_bytes += len(head)
                 self.counts.probed += 1
                 size = image_size(head)
                 if size:
@@ -247,9 +260,7 @@ class EntryBuilder:
                 "file_size": item.size,
                 "mime_type": mime,
             }
-        head = store.read_range(item.key, 0, HEAD_BYTES)
-        self.counts.probe_bytes += len(head)
-        audio = parse_wav(head, item.size)
+        audio = parse_wav(self._head(store, item, HEAD_BYTES), item.size)
         if audio is None:
             return None
         return {
@@ -299,7 +310,13 @@ class EntryBuilder:
         if self.probe:
             store = self.store_for(item)
             if store is not None:
-                header = read_header(store, item.key)
+                sniffed = self._sniffed
+                first = (
+                    sniffed[2]
+                    if sniffed is not None and sniffed[:2] == (item.driver, item.key)
+                    else None
+                )
+                header = read_header(store, item.key, first)
                 self.counts.probe_bytes += header.bytes_read
                 self.counts.probed += 1
                 if header.series_uid:

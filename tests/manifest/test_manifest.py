@@ -202,16 +202,38 @@ def test_changed_since_lists_only_later_changes(
 
 
 class CountingStore(LocalStore):
-    """A local store that counts the bytes each key's reads returned."""
+    """A local store that counts the reads of each key and the bytes they returned."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         self.read: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
 
     def read_range(self, key: str, start: int, length: int) -> bytes:
         data = super().read_range(key, start, length)
         self.read[key] = self.read.get(key, 0) + len(data)
+        self.calls[key] = self.calls.get(key, 0) + 1
         return data
+
+
+def test_objects_without_extension_are_fetched_once_to_sniff_and_probe(tmp_path: Path) -> None:
+    from syncd.demo import png
+
+    files = {
+        "misc/SCAN": dicom_file("1.2.3.400", 3, "Axial"),
+        "misc/PHOTO": png(640, 480, (10, 20, 30)),
+    }
+    write_files(tmp_path / "data", files)
+    config = parse_config(CONFIG, "syncd.yaml", base_dir=tmp_path)
+    catalog = sync_config(tmp_path, config)
+    store = CountingStore(tmp_path / "data")
+    builder = EntryBuilder(ManifestSettings(), lambda i: i.key, lambda i: store, probe=True)
+    entries = {e.title: e for e in builder.entries(catalog.items("lab"))}
+    photo = entries["misc/PHOTO"].members[0]
+    assert (photo.width, photo.height) == (640, 480)
+    assert "Axial [1.2.3.400]" in entries
+    assert store.calls == {"misc/SCAN": 1, "misc/PHOTO": 1}
+    assert builder.counts.probe_bytes == store.read["misc/SCAN"] + store.read["misc/PHOTO"]
 
 
 def test_dicom_series_by_header_with_ranged_reads(tmp_path: Path) -> None:
