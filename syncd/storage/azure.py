@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from azure.core import exceptions as aexc
 from azure.storage.blob import (
+    BlobPrefix,
     BlobSasPermissions,
     BlobServiceClient,
     ContentSettings,
@@ -25,7 +26,7 @@ from azure.storage.blob import (
 
 from syncd.config import Driver, Integration
 from syncd.errors import ConfigError, NotFound, PermissionDenied, SyncdError, TransientError
-from syncd.storage.types import ObjectInfo
+from syncd.storage.types import ObjectInfo, Objects, Prefixes
 from syncd.storage.urls import azure_url
 
 T = TypeVar("T")
@@ -58,6 +59,17 @@ def _materialize(page: Any) -> Any:
 
 def _etag(value: str | None) -> str | None:
     return value.strip('"') if value else None
+
+
+def _info(blob: Any) -> ObjectInfo:
+    return ObjectInfo(
+        blob.name,
+        blob.size,
+        blob.last_modified.timestamp(),
+        _etag(blob.etag),
+        blob.version_id,
+        blob.content_settings.content_type,
+    )
 
 
 class AzureBlobStore:
@@ -104,14 +116,29 @@ class AzureBlobStore:
             for blob in self._call(partial(_materialize, page), prefix, "List Blobs"):
                 if start_after is not None and blob.name <= start_after:
                     continue
-                yield ObjectInfo(
-                    blob.name,
-                    blob.size,
-                    blob.last_modified.timestamp(),
-                    _etag(blob.etag),
-                    blob.version_id,
-                    blob.content_settings.content_type,
+                yield _info(blob)
+
+    def list_prefixes(self, prefix: str = "") -> tuple[Prefixes, Objects]:
+        """One level below `prefix` by a delimiter listing: the virtual folders and the blobs.
+
+        Both are returned in byte order; the reconciler still sorts the whole fanned-out
+        listing, as it does every Azure listing (see the module note)."""
+        entries = self._call(
+            lambda: [
+                *self.container.walk_blobs(
+                    name_starts_with=prefix or None,
+                    delimiter="/",
+                    results_per_page=self.page_size,
                 )
+            ],
+            prefix,
+            "List Blobs (Storage Blob Data Reader)",
+        )
+        prefixes = sorted(e.name for e in entries if isinstance(e, BlobPrefix))
+        blobs = sorted(
+            (_info(e) for e in entries if not isinstance(e, BlobPrefix)), key=lambda i: i.key
+        )
+        return prefixes, blobs
 
     def stat(self, key: str) -> ObjectInfo:
         props = self._call(

@@ -23,7 +23,7 @@ from google.cloud import storage
 
 from syncd.config import Driver, Integration
 from syncd.errors import ConfigError, NotFound, PermissionDenied, SyncdError, TransientError
-from syncd.storage.types import ObjectInfo
+from syncd.storage.types import ObjectInfo, Objects, Prefixes
 from syncd.storage.urls import gcs_url
 
 T = TypeVar("T")
@@ -189,10 +189,6 @@ class GcsStore:
 
     def delete(self, key: str) -> None:
         self._call(lambda: self.bucket.blob(key).delete(), key, "storage.objects.delete")
-
-
-Prefixes = list[str]
-Objects = list[ObjectInfo]
 
 
 def from_config(driver: Driver, integration: Integration, base_dir: Path) -> GcsStore:

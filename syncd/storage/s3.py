@@ -19,12 +19,10 @@ from botocore.config import Config as BotoConfig
 from syncd.config import Driver, Integration
 from syncd.errors import NotFound, PermissionDenied, SyncdError, TransientError
 from syncd.storage.s3_listing import LeanLister
-from syncd.storage.types import ObjectInfo
+from syncd.storage.types import ObjectInfo, Objects, Prefixes
 from syncd.storage.urls import s3_url
 
 T = TypeVar("T")
-Prefixes = list[str]
-Objects = list[ObjectInfo]
 
 _DENIED = {
     "AccessDenied",

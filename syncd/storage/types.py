@@ -86,6 +86,12 @@ class MetadataReader(Protocol):
     def metadata(self, key: str) -> dict[str, str]: ...
 
 
+#: A delimiter listing's two halves, named so that stores (whose `list` method shadows the
+#: builtin inside their class body) can annotate them.
+Prefixes = list[str]
+Objects = list[ObjectInfo]
+
+
 @runtime_checkable
 class PrefixLister(Lister, Protocol):
     """A store that can list one level below a prefix (a delimiter listing), for fan-out."""
