@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 
+from benchmarks.cases import in_own_process
 from benchmarks.catalogs import temporary_catalog_url
 from syncd import logs
 from syncd.catalog import open_catalog
@@ -130,28 +129,12 @@ def main() -> None:
     for kind in args.catalogs.split(","):
         for count in (int(s) for s in args.sizes.split(",")):
             with temporary_catalog_url(kind) as url:
-                done = subprocess.run(
-                    [sys.executable, "-m", "benchmarks.bench_engine", "--case", f"{url}|{count}"],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                figures = json.loads(done.stdout.strip().splitlines()[-1])
+                figures = in_own_process("benchmarks.bench_engine", f"{url}|{count}")
             if kind == "sqlite":
                 with tempfile.TemporaryDirectory() as tmp:
-                    floor = subprocess.run(
-                        [
-                            sys.executable,
-                            "-m",
-                            "benchmarks.bench_engine",
-                            "--case",
-                            f"floor:{tmp}/floor.db|{count}",
-                        ],
-                        capture_output=True,
-                        text=True,
-                        check=True,
+                    figures.update(
+                        in_own_process("benchmarks.bench_engine", f"floor:{tmp}/floor.db|{count}")
                     )
-                figures.update(json.loads(floor.stdout.strip().splitlines()[-1]))
             rows.append((kind, count, figures))
     # "engine" excludes the time the generated listing itself takes to produce its records,
     # which a real store replaces with its own (larger) listing cost.

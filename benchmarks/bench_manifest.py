@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.cases import in_own_process
 from syncd import logs
 from syncd.catalog import ItemState, ItemWrite, Op, open_catalog
 from syncd.config import parse_config
@@ -112,13 +111,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             fill(Path(tmp), count)
             for fmt in ("encord-json", "encord-csv"):
-                done = subprocess.run(
-                    [sys.executable, "-m", "benchmarks.bench_manifest", "--case", f"{tmp}|{fmt}"],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                f = json.loads(done.stdout.strip().splitlines()[-1])
+                f = in_own_process("benchmarks.bench_manifest", f"{tmp}|{fmt}")
                 print(
                     f"{count:>9,} {fmt:<11} {f['seconds']:>8.2f} {count / f['seconds']:>9,.0f} "
                     f"{f['entries']:>8,.0f} {f['bytes'] / 1e6:>7.0f}MB {f['rss_mb']:>7.0f}MB"

@@ -63,11 +63,6 @@ OP_TEXT = {op: op.value for op in Op}
 ChangeTuple = tuple[Any, ...]
 
 
-def item_tuple(dataset_id: int, driver_id: int, write: ItemWrite, change_id: int) -> ItemTuple:
-    # ITEM_COLUMNS is the ItemState fields in order, between the ids and the change id.
-    return (dataset_id, driver_id, *write.state, change_id)
-
-
 class SqlCatalog(ABC):
     """A catalog in a SQL database reached through a DB-API connection."""
 
@@ -458,6 +453,7 @@ class _SqlWriteTx:
         first = self.counter + 1
         if guard is None or self.counter == expect_last:
             applied = list(writes)
+            # ITEM_COLUMNS is the ItemState fields in order, between the ids and the change id.
             items = [
                 (dataset_id, driver_id, *w.state, change_id)
                 for change_id, w in enumerate(applied, first)
@@ -467,8 +463,8 @@ class _SqlWriteTx:
             applied = []
             sql = self._catalog._upsert_sql(guarded=True)
             for write in writes:
-                row = item_tuple(dataset_id, driver_id, write, first + len(applied))
-                self._cur.execute(sql, (*row, guard))
+                change_id = first + len(applied)
+                self._cur.execute(sql, (dataset_id, driver_id, *write.state, change_id, guard))
                 if self._cur.rowcount == 1:
                     applied.append(write)
         now = time.time()

@@ -186,14 +186,18 @@ class EntryBuilder:
         self._sniffed = (item.driver, item.key, head)
         return sniff_kind(head) or MediaKind.OTHER
 
-    def _head(self, store: Store, item: Item, length: int) -> bytes:
-        """The first `length` bytes of `item`, from the sniffed head when it holds them."""
+    def _sniffed_head(self, item: Item) -> bytes | None:
         sniffed = self._sniffed
         if sniffed is not None and sniffed[0] == item.driver and sniffed[1] == item.key:
-            head = sniffed[2]
-            # A head shorter than was asked for is the whole object.
-            if len(head) >= length or len(head) < HEAD_BYTES:
-                return head[:length]
+            return sniffed[2]
+        return None
+
+    def _head(self, store: Store, item: Item, length: int) -> bytes:
+        """The first `length` bytes of `item`, from the sniffed head when it holds them."""
+        head = self._sniffed_head(item)
+        # A head shorter than was asked for is the whole object.
+        if head is not None and (len(head) >= length or len(head) < HEAD_BYTES):
+            return head[:length]
         head = store.read_range(item.key, 0, length)
         self.counts.probe_bytes += len(head)
         return head
@@ -310,13 +314,7 @@ class EntryBuilder:
         if self.probe:
             store = self.store_for(item)
             if store is not None:
-                sniffed = self._sniffed
-                first = (
-                    sniffed[2]
-                    if sniffed is not None and sniffed[:2] == (item.driver, item.key)
-                    else None
-                )
-                header = read_header(store, item.key, first)
+                header = read_header(store, item.key, self._sniffed_head(item))
                 self.counts.probe_bytes += header.bytes_read
                 self.counts.probed += 1
                 if header.series_uid:
