@@ -68,9 +68,6 @@ class LocalStore:
         if not start_dir.is_dir():
             return
         base = folder + "/" if folder else ""
-        if not prefix and start_after is None:
-            yield from self._walk(start_dir, base)
-            return
         for info in self._walk(start_dir, base):
             if not info.key.startswith(prefix):
                 if info.key > prefix:
@@ -116,7 +113,6 @@ class LocalStore:
         stack = [self._entries(str(directory), base)]
         follow = self.follow_symlinks
         info = self._info
-        hashed = self.content_hash != "none"
         while stack:
             for key, entry, is_dir in stack[-1]:
                 if is_dir:
@@ -129,14 +125,8 @@ class LocalStore:
                 except OSError as exc:
                     self.listing_errors.append(f"{entry.path}: {exc.strerror or exc}")
                     continue
-                if not stat_module.S_ISREG(st.st_mode):
-                    continue
-                if hashed:
+                if stat_module.S_ISREG(st.st_mode):
                     yield info(key, entry.path, st)
-                else:
-                    yield ObjectInfo(
-                        key, st.st_size, st.st_mtime_ns / 1e9, None, None, _content_type(entry.name)
-                    )
             else:
                 stack.pop()
 
