@@ -358,6 +358,7 @@ def cmd_items_ls(args: argparse.Namespace) -> int:
                         "content_type": item.content_type,
                         "media_kind": item.media_kind,
                         "deleted": item.deleted,
+                        "verify": item.verify,
                         "change_id": item.change_id,
                     }
                 )
@@ -368,7 +369,9 @@ def cmd_items_ls(args: argparse.Namespace) -> int:
                 (
                     (
                         i.driver,
-                        i.key + (" (deleted)" if i.deleted else ""),
+                        i.key
+                        + (" (deleted)" if i.deleted else "")
+                        + (" (to verify)" if i.verify else ""),
                         _size(i.size),
                         i.media_kind,
                         _iso(i.mtime),

@@ -45,8 +45,13 @@ Difference = Added | Changed | Removed | Same
 
 
 def differs(info: ObjectInfo, row: RawRow) -> bool:
+    # A row marked for verification (row[11]) is rewritten from what the listing observed.
     return bool(
-        info.size != row[1] or info.mtime != row[2] or info.etag != row[3] or info.version != row[4]
+        info.size != row[1]
+        or info.mtime != row[2]
+        or info.etag != row[3]
+        or info.version != row[4]
+        or row[11]
     )
 
 

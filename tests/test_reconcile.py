@@ -410,3 +410,38 @@ def test_a_failure_quoting_a_signed_url_is_stored_without_the_signature(catalog:
     assert result.status is RunStatus.ABORTED
     assert "S3CR3T" not in (result.reason or "") and "sig=***" in (result.reason or "")
     assert "S3CR3T" not in (catalog.runs("ds")[0].reason or "")
+
+
+def test_a_sync_settles_items_marked_for_verification(catalog: Catalog) -> None:
+    store = MemoryStore()
+    for key in ("keep", "gone", "same"):
+        store.put(key, key.encode())
+    sync(catalog, store)
+    ds, dr = catalog.find_id("dataset", "ds"), catalog.find_id("driver", "files")
+    assert ds is not None and dr is not None
+    with catalog.transaction() as tx:
+        rows = tx.rows(ds, dr, ["keep", "gone", "same"])
+        tx.write(
+            ds,
+            dr,
+            [
+                ItemWrite(
+                    Op.UPDATED,
+                    ItemState(
+                        *row[:5],
+                        row.content_type,
+                        row.media_kind,
+                        row.order_token,
+                        row.observed_at,
+                        verify=True,
+                    ),
+                )
+                for row in rows.values()
+            ],
+        )
+    store.delete("gone")
+    store.put("keep", b"changed")
+    result = sync(catalog, store, max_delete="100%")
+    assert (result.counts.updated, result.counts.deleted) == (2, 1)
+    items = {i.key: (i.deleted, i.verify) for i in catalog.items("ds", include_deleted=True)}
+    assert items == {"keep": (False, False), "gone": (True, False), "same": (False, False)}

@@ -44,6 +44,11 @@ MIGRATIONS: list[list[str]] = [
         "received_at DOUBLE PRECISION NOT NULL, source TEXT NOT NULL, reason TEXT NOT NULL, "
         "payload TEXT NOT NULL)",
     ],
+    [
+        "ALTER TABLE items ADD COLUMN verify BOOLEAN NOT NULL DEFAULT FALSE",
+        "ALTER TABLE items ADD COLUMN history TEXT",
+        "CREATE INDEX items_verify ON items (dataset_id, driver_id, key) WHERE verify",
+    ],
 ]
 # Any constant works: it only has to be the same in every process that migrates.
 _MIGRATION_LOCK = 0x5F5C_D000

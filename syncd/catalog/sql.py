@@ -34,11 +34,11 @@ from syncd.catalog.types import (
 
 ROW_COLUMNS = (
     "key, size, mtime, etag, version, deleted, change_id, order_token, observed_at, "
-    "content_type, media_kind"
+    "content_type, media_kind, verify, history"
 )
 ITEM_COLUMNS = (
     "dataset_id, driver_id, key, size, mtime, etag, version, content_type, media_kind, "
-    "order_token, observed_at, deleted, change_id"
+    "order_token, observed_at, deleted, verify, history, change_id"
 )
 CHANGE_COLUMNS = "id, dataset_id, driver_id, key, op, size, etag, version, at, run_id"
 RUN_COLUMNS = (
@@ -50,7 +50,7 @@ UPSERT_SET = (
     "version = excluded.version, content_type = excluded.content_type, "
     "media_kind = excluded.media_kind, order_token = excluded.order_token, "
     "observed_at = excluded.observed_at, deleted = excluded.deleted, "
-    "change_id = excluded.change_id"
+    "verify = excluded.verify, history = excluded.history, change_id = excluded.change_id"
 )
 SCAN_CHUNK = 10_000
 #: A run that wrote this many items refreshes planner statistics: a first ingest leaves a
@@ -103,7 +103,7 @@ class SqlCatalog(ABC):
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
     def _upsert_sql(self, guarded: bool) -> str:
-        marks = ", ".join(["?"] * 13)
+        marks = ", ".join(["?"] * 15)
         sql = (
             f"INSERT INTO items ({ITEM_COLUMNS}) VALUES ({marks}) "
             f"ON CONFLICT (dataset_id, driver_id, key) DO UPDATE SET {UPSERT_SET}"
@@ -333,7 +333,7 @@ class SqlCatalog(ABC):
             extra.append(False)
         sql = self._sql(
             "SELECT key, size, mtime, etag, version, content_type, media_kind, order_token, "
-            f"observed_at, deleted, change_id FROM items WHERE {where} ORDER BY key LIMIT ?"
+            f"observed_at, deleted, change_id, verify FROM items WHERE {where} ORDER BY key LIMIT ?"
         )
         remaining = limit
         make = Item._make
@@ -345,7 +345,7 @@ class SqlCatalog(ABC):
                 page = SCAN_CHUNK if remaining is None else min(SCAN_CHUNK, remaining)
                 rows = self._execute(sql, (dataset_id, driver_id, last, *extra, page)).fetchall()
                 for row in rows:
-                    yield make((dataset, driver, *row[:9], bool(row[9]), row[10]))
+                    yield make((dataset, driver, *row[:9], bool(row[9]), row[10], bool(row[11])))
                 if remaining is not None:
                     remaining -= len(rows)
                 if len(rows) < page:

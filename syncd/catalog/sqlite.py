@@ -38,6 +38,11 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, received_at REAL NOT NULL, "
         "source TEXT NOT NULL, reason TEXT NOT NULL, payload TEXT NOT NULL)",
     ],
+    [
+        "ALTER TABLE items ADD COLUMN verify INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE items ADD COLUMN history TEXT",
+        "CREATE INDEX items_verify ON items (dataset_id, driver_id, key) WHERE verify = 1",
+    ],
 ]
 
 

@@ -46,6 +46,11 @@ class CatalogRow(NamedTuple):
     observed_at: float
     content_type: str | None
     media_kind: str | None
+    #: The item's state could not be told from its events (a versioned bucket's current
+    #: version was removed): a stat or the next listing settles it.
+    verify: bool = False
+    #: Versioned-bucket ordering memory (syncd.events.order), None when there is none.
+    history: str | None = None
 
 
 class ItemState(NamedTuple):
@@ -64,6 +69,8 @@ class ItemState(NamedTuple):
     order_token: str | None
     observed_at: float
     deleted: bool = False
+    verify: bool = False
+    history: str | None = None
 
 
 class ItemWrite(NamedTuple):
@@ -87,6 +94,7 @@ class Item(NamedTuple):
     observed_at: float
     deleted: bool
     change_id: int
+    verify: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,30 +1,50 @@
 """Apply parsed messages to the catalog: routed, ordered per object, idempotent, in one
 transaction per batch.
 
-Ordering (DESIGN invariant 3): when both the event and the item carry a token, the greater
-`(token, deleted)` wins (at equal tokens a delete is the later state of that generation);
-when either lacks one (S3 listings and moto's notifications carry none), event time against
-the item's `observed_at` decides the same way. Equal means a duplicate: nothing is written.
-A delete of an object the catalog never saw still writes a tombstone, so that an older
-create arriving later is recognised as older. Messages that could not be parsed go to the
-dead-letter table in the same transaction; the rest of the batch is applied (invariant 5).
+Ordering (DESIGN invariant 3) is decided per object by `syncd.events.order.fold` from the
+object's row and every event of the batch for it, so any permutation of the same events,
+with duplicates and in any batching, ends in the same state. An item whose state the events
+cannot tell (a versioned bucket's current version removed) is marked for verification and
+returned in `BatchResult.unsettled`; `settle` resolves such items with a stat where the
+process can reach the store (a listing also does). Messages that could not be parsed go to
+the dead-letter table in the same transaction; the rest of the batch is applied
+(invariant 5).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
 from syncd.catalog.types import Catalog, CatalogRow, ItemState, ItemWrite, Op
 from syncd.config import Config, Driver
+from syncd.errors import NotFound, SyncdError
+from syncd.events.order import KeyState, fold
 from syncd.events.types import EventKind, Message, ObjectEvent
-from syncd.media import media_kind
 from syncd.storage import key_filter
 from syncd.storage.filters import KeyFilter
+from syncd.storage.types import ObjectInfo
 
 log = structlog.get_logger("syncd.events")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    dataset: str
+    driver: Driver
+    provider: str
+    keys: KeyFilter
+
+
+@dataclass(frozen=True, slots=True)
+class Unsettled:
+    """An item marked for verification by change `change_id`."""
+
+    route: Route
+    key: str
+    change_id: int
 
 
 @dataclass(slots=True)
@@ -35,15 +55,19 @@ class BatchResult:
     ignored: int = 0
     unrouted: int = 0
     dead_lettered: int = 0
+    #: Deletes not applied because the driver has `allow_external_delete: false`.
+    kept: int = 0
     failed: list[str] = field(default_factory=list)
+    unsettled: list[Unsettled] = field(default_factory=list)
 
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    dataset: str
-    driver: Driver
-    provider: str
-    keys: KeyFilter
+    def add(self, other: BatchResult) -> None:
+        self.applied += other.applied
+        self.ignored += other.ignored
+        self.unrouted += other.unrouted
+        self.dead_lettered += other.dead_lettered
+        self.kept += other.kept
+        self.failed += other.failed
+        self.unsettled += other.unsettled
 
 
 def routes_of(config: Config) -> list[Route]:
@@ -58,37 +82,14 @@ def routes_of(config: Config) -> list[Route]:
     ]
 
 
-def newer(event: ObjectEvent, token: str | None, at: float, deleted: bool) -> bool:
-    """True when `event` is later than a state with this token, time and deleted flag."""
-    mine = event.kind is EventKind.DELETED
-    if event.token is not None and token is not None:
-        return (event.token, mine) > (token, deleted)
-    return (event.event_time, mine) > (at, deleted)
+#: A stat of one key through its route's store; raises `NotFound` when the object is absent.
+Stat = Callable[[Route, str], ObjectInfo]
 
 
-def _later(a: ObjectEvent, b: ObjectEvent) -> ObjectEvent:
-    return b if newer(b, a.token, a.event_time, a.kind is EventKind.DELETED) else a
-
-
-def _state(event: ObjectEvent, row: CatalogRow | None) -> ItemState:
-    deleted = event.kind is EventKind.DELETED
-    size = event.size if event.size is not None else (row.size if row is not None else 0)
-    etag = event.etag if event.etag is not None or deleted else None
-    if deleted and row is not None:
-        etag = row.etag
-    content_type = event.content_type or (row.content_type if row is not None else None)
-    return ItemState(
-        key=event.key,
-        size=size,
-        mtime=event.event_time if not deleted or row is None else row.mtime,
-        etag=etag,
-        version=event.version if event.version is not None else (row.version if row else None),
-        content_type=content_type,
-        media_kind=media_kind(event.key, content_type),
-        order_token=event.token,
-        observed_at=event.event_time,
-        deleted=deleted,
-    )
+def _op(row: CatalogRow | None, new: ItemState) -> Op:
+    if new.deleted:
+        return Op.DELETED
+    return Op.ADDED if row is None or row.deleted else Op.UPDATED
 
 
 class EventApplier:
@@ -122,12 +123,12 @@ class EventApplier:
 
     def apply(self, messages: Sequence[Message]) -> BatchResult:
         result = BatchResult()
-        # The winning event per (dataset, driver, key) within this batch.
-        latest: dict[tuple[int, int], dict[str, ObjectEvent]] = {}
+        grouped: dict[tuple[int, int], dict[str, list[ObjectEvent]]] = {}
+        routes: dict[tuple[int, int], Route] = {}
         for message in messages:
             for event in message.events:
-                routes = self.route(event)
-                if not routes:
+                matched = self.route(event)
+                if not matched:
                     result.unrouted += 1
                     log.info(
                         "event matches no driver",
@@ -136,10 +137,13 @@ class EventApplier:
                         key=event.key,
                     )
                     continue
-                for route in routes:
-                    per_key = latest.setdefault(self._ids_of(route), {})
-                    seen = per_key.get(event.key)
-                    per_key[event.key] = event if seen is None else _later(seen, event)
+                for route in matched:
+                    if event.kind is EventKind.DELETED and not route.driver.allow_external_delete:
+                        result.kept += 1
+                        continue
+                    ids = self._ids_of(route)
+                    routes[ids] = route
+                    grouped.setdefault(ids, {}).setdefault(event.key, []).append(event)
         bad = [m for m in messages if m.error is not None]
         with self.catalog.transaction() as tx:
             for message in bad:
@@ -150,42 +154,74 @@ class EventApplier:
                     id=message.id,
                     reason=message.error,
                 )
-            for (dataset_id, driver_id), per_key in latest.items():
+            for (dataset_id, driver_id), per_key in grouped.items():
                 rows = tx.rows(dataset_id, driver_id, per_key.keys())
                 writes = []
-                for key, event in per_key.items():
+                for key, events in per_key.items():
                     row = rows.get(key)
-                    if row is not None and not newer(
-                        event, row.order_token, row.observed_at, row.deleted
-                    ):
+                    new = fold(row, key, events)
+                    if new is None:
                         result.ignored += 1
                         continue
-                    if _other_version_removed(event, row):
-                        result.ignored += 1
-                        continue
-                    writes.append(ItemWrite(_op(event, row), _state(event, row)))
-                if writes:
-                    result.applied += len(tx.write(dataset_id, driver_id, writes).applied)
+                    writes.append(ItemWrite(_op(row, new), new))
+                if not writes:
+                    continue
+                done = tx.write(dataset_id, driver_id, writes)
+                result.applied += len(done.applied)
+                route = routes[(dataset_id, driver_id)]
+                for change_id, write in enumerate(done.applied, done.first_change_id):
+                    if write.state.verify:
+                        result.unsettled.append(Unsettled(route, write.state.key, change_id))
         result.dead_lettered = len(bad)
         return result
 
+    def settle(self, pending: Iterable[Unsettled], stat: Stat) -> int:
+        """Resolve items marked for verification with a stat of each; return how many.
 
-def _other_version_removed(event: ObjectEvent, row: CatalogRow | None) -> bool:
-    """A versioned bucket's permanent delete of a version the item does not show."""
-    return (
-        event.kind is EventKind.DELETED
-        and event.version is not None
-        and row is not None
-        and not row.deleted
-        and row.version is not None
-        and row.version != event.version
-    )
-
-
-def _op(event: ObjectEvent, row: CatalogRow | None) -> Op:
-    if event.kind is EventKind.DELETED:
-        return Op.DELETED
-    return Op.ADDED if row is None or row.deleted else Op.UPDATED
+        The stat runs outside any transaction; its result is written only where nothing
+        changed the item since it was marked (a newer event decides then). An item the
+        store cannot be asked about stays marked until a stat succeeds or a listing runs.
+        """
+        seen: list[tuple[Unsettled, ObjectInfo | None]] = []
+        for item in pending:
+            try:
+                info: ObjectInfo | None = stat(item.route, item.key)
+            except NotFound:
+                info = None
+            except SyncdError as exc:
+                log.warning(
+                    "cannot verify item; the next sync will",
+                    driver=item.route.driver.name,
+                    key=item.key,
+                    error=str(exc),
+                )
+                continue
+            seen.append((item, info))
+        if not seen:
+            return 0
+        settled = 0
+        with self.catalog.transaction() as tx:
+            by_ids: dict[tuple[int, int], list[tuple[Unsettled, ObjectInfo | None]]] = {}
+            for item, info in seen:
+                by_ids.setdefault(self._ids_of(item.route), []).append((item, info))
+            for (dataset_id, driver_id), group in by_ids.items():
+                rows = tx.rows(dataset_id, driver_id, [item.key for item, _ in group])
+                writes = []
+                for item, info in group:
+                    row = rows.get(item.key)
+                    if row is None or not row.verify or row.change_id != item.change_id:
+                        continue
+                    state = KeyState.of_row(row)
+                    if info is None and not item.route.driver.allow_external_delete:
+                        state.removed = {}
+                        state.deleted = False
+                    else:
+                        state.observed(info)
+                    new = state.item_state()
+                    writes.append(ItemWrite(_op(row, new), new))
+                if writes:
+                    settled += len(tx.write(dataset_id, driver_id, writes).applied)
+        return settled
 
 
 def apply_all(applier: EventApplier, messages: Iterable[Message], batch: int = 500) -> BatchResult:
@@ -200,10 +236,7 @@ def apply_all(applier: EventApplier, messages: Iterable[Message], batch: int = 5
             log.error("batch failed", error=str(exc), messages=len(chunk))
             total.failed += [m.id for m in chunk]
             return
-        total.applied += done.applied
-        total.ignored += done.ignored
-        total.unrouted += done.unrouted
-        total.dead_lettered += done.dead_lettered
+        total.add(done)
 
     for message in messages:
         chunk.append(message)

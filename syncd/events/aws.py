@@ -17,6 +17,27 @@ class PayloadError(ValueError):
     """The payload is not a notification syncd understands (the message says why)."""
 
 
+def _s3_kind(name: str, version: str | None) -> EventKind | None:
+    """What an S3 notification's `eventName` means for the object's listing.
+
+    A delete marker (made by a user or by lifecycle expiration of the current version)
+    hides the object. `ObjectRemoved:Delete` with a version id removes that version for
+    good, which only hides the object when it was the current one. A lifecycle removal of
+    a version only ever takes noncurrent versions or a delete marker with nothing under it,
+    so the listing does not change. Restores, tags, ACLs, replication and tiering do not
+    change what a listing shows either.
+    """
+    if name.startswith("ObjectCreated:"):
+        return EventKind.CREATED
+    if name in ("ObjectRemoved:DeleteMarkerCreated", "LifecycleExpiration:DeleteMarkerCreated"):
+        return EventKind.DELETED
+    if name == "ObjectRemoved:Delete":
+        return EventKind.VERSION_DELETED if version else EventKind.DELETED
+    if name == "LifecycleExpiration:Delete":
+        return None if version else EventKind.DELETED
+    return None
+
+
 def _s3_record(record: dict[str, Any]) -> ObjectEvent | None:
     name = str(record.get("eventName", ""))
     s3 = record.get("s3")
@@ -26,11 +47,9 @@ def _s3_record(record: dict[str, Any]) -> ObjectEvent | None:
     bucket = (s3.get("bucket") or {}).get("name")
     if not bucket or "key" not in obj:
         raise PayloadError("S3 record without bucket name or object key")
-    if name.startswith("ObjectCreated:"):
-        kind = EventKind.CREATED
-    elif name in ("ObjectRemoved:Delete", "ObjectRemoved:DeleteMarkerCreated"):
-        kind = EventKind.DELETED
-    else:
+    version = obj.get("versionId") or None
+    kind = _s3_kind(name, version)
+    if kind is None:
         return None
     return ObjectEvent(
         kind=kind,
@@ -41,35 +60,56 @@ def _s3_record(record: dict[str, Any]) -> ObjectEvent | None:
         token=s3_token(obj.get("sequencer")),
         size=obj.get("size") if kind is EventKind.CREATED else None,
         etag=obj.get("eTag") or None,
-        version=obj.get("versionId") or None,
+        version=version,
         event_id=(record.get("responseElements") or {}).get("x-amz-request-id"),
+        cause=name,
     )
+
+
+def _eventbridge_kind(
+    detail_type: str, detail: dict[str, Any], version: str | None
+) -> EventKind | None:
+    """EventBridge's names for the same cases as `_s3_kind`."""
+    if detail_type == "Object Created":
+        return EventKind.CREATED
+    if detail_type != "Object Deleted":
+        return None
+    if detail.get("deletion-type") == "Delete Marker Created":
+        return EventKind.DELETED
+    if not version:
+        return EventKind.DELETED
+    if detail.get("reason") == "Lifecycle Expiration":
+        return None
+    return EventKind.VERSION_DELETED
 
 
 def _eventbridge(event: dict[str, Any]) -> list[ObjectEvent]:
     detail = event.get("detail") or {}
-    kind = {"Object Created": EventKind.CREATED, "Object Deleted": EventKind.DELETED}.get(
-        str(event.get("detail-type"))
-    )
+    obj = detail.get("object") or {}
+    version = obj.get("version-id") or None
+    detail_type = str(event.get("detail-type"))
+    kind = _eventbridge_kind(detail_type, detail, version)
     if kind is None:
         return []
-    obj = detail.get("object") or {}
     bucket = (detail.get("bucket") or {}).get("name")
     if not bucket or "key" not in obj:
         raise PayloadError("EventBridge S3 event without bucket name or object key")
+    cause = detail.get("deletion-type") or detail.get("reason")
     return [
         ObjectEvent(
             kind=kind,
             provider="s3",
             bucket=bucket,
-            # EventBridge delivers keys as they are, not form-encoded.
-            key=obj["key"],
+            # Form-encoded like notification keys (AWS Lambda Powertools decodes them the
+            # same way): `cat photo (1).jpg` arrives as `cat+photo+%281%29.jpg`.
+            key=unquote_plus(obj["key"]),
             event_time=epoch(event.get("time")),
             token=s3_token(obj.get("sequencer")),
             size=obj.get("size") if kind is EventKind.CREATED else None,
             etag=obj.get("etag") or None,
-            version=obj.get("version-id") or None,
+            version=version,
             event_id=event.get("id"),
+            cause=f"{detail_type}: {cause}" if cause else detail_type,
         )
     ]
 

@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from syncd.events.aws import PayloadError
 from syncd.events.timeparse import epoch
@@ -30,13 +31,25 @@ def _split_subject(subject: str) -> tuple[str, str]:
     return container, name
 
 
+def _names_a_version(url: Any) -> bool:
+    """A delete of a previous version or a snapshot leaves the base blob as it is."""
+    query = urlsplit(str(url or "")).query.lower()
+    return "versionid=" in query or "snapshot=" in query
+
+
 def event_of(document: Mapping[str, Any]) -> ObjectEvent | None:
-    """One Event Grid or CloudEvents-schema event; None for types syncd does not track."""
+    """One Event Grid or CloudEvents-schema event; None for types syncd does not track.
+
+    BlobDeleted hides the blob (on versioning or soft-delete accounts too: the current
+    version becomes a previous one), unless its URL names a version or snapshot.
+    """
     event_type = str(document.get("eventType") or document.get("type") or "")
     kind = _KINDS.get(event_type)
     if kind is None:
         return None
     data = document.get("data") or {}
+    if kind is EventKind.DELETED and _names_a_version(data.get("url")):
+        return None
     container, name = _split_subject(str(document.get("subject", "")))
     if not name:
         raise PayloadError("event without a blob name")
@@ -52,6 +65,7 @@ def event_of(document: Mapping[str, Any]) -> ObjectEvent | None:
         etag=(data.get("eTag") or "").strip('"') or None,
         content_type=data.get("contentType"),
         event_id=str(document.get("id") or "") or None,
+        cause=event_type,
     )
 
 

@@ -1,9 +1,12 @@
 """Google Cloud Storage: CloudEvents (structured and binary HTTP), gen1 background-function
-payloads, and Pub/Sub notifications (push envelope and pulled message).
+payloads, and Pub/Sub notifications (push envelope, pulled message, and the Pub/Sub-triggered
+function forms: the gen2 `messagePublished` CloudEvent and the gen1 Pub/Sub event).
 
 An OBJECT_DELETE or OBJECT_ARCHIVE that carries `overwrittenByGeneration` is an overwrite:
 the new generation's finalize carries the new state, so the delete is acknowledged and
-ignored. A metadata update refreshes the object at its new metageneration."""
+ignored. Otherwise both hide the object (an archived generation never becomes live again),
+and are ordered after every metadata update of their generation. A metadata update
+refreshes the object at its new metageneration."""
 
 from __future__ import annotations
 
@@ -14,7 +17,16 @@ from typing import Any
 
 from syncd.events.aws import PayloadError
 from syncd.events.timeparse import epoch
-from syncd.events.types import EventKind, Message, ObjectEvent, gcs_token
+from syncd.events.types import (
+    GCS_FINAL_METAGENERATION,
+    EventKind,
+    Message,
+    ObjectEvent,
+    gcs_token,
+)
+
+PUBSUB_CLOUD_EVENT = "google.cloud.pubsub.topic.v1.messagePublished"
+PUBSUB_GEN1_EVENT = "google.pubsub.topic.publish"
 
 _CLOUD_EVENT_KINDS = {
     "google.cloud.storage.object.v1.finalized": EventKind.CREATED,
@@ -37,7 +49,11 @@ _GEN1_KINDS = {
 
 
 def object_event(
-    kind: EventKind, resource: Mapping[str, Any], event_id: str | None, time: str | None
+    kind: EventKind,
+    resource: Mapping[str, Any],
+    event_id: str | None,
+    time: str | None,
+    cause: str | None = None,
 ) -> ObjectEvent:
     """An event from a Cloud Storage object resource (the JSON API's object)."""
     bucket, name = resource.get("bucket"), resource.get("name")
@@ -46,24 +62,31 @@ def object_event(
     md5 = resource.get("md5Hash")
     etag = base64.b64decode(md5).hex() if md5 else resource.get("etag")
     size = resource.get("size")
+    metageneration = (
+        GCS_FINAL_METAGENERATION if kind is EventKind.DELETED else resource.get("metageneration")
+    )
     return ObjectEvent(
         kind=kind,
         provider="gcs",
         bucket=str(bucket),
         key=str(name),
         event_time=epoch(time or resource.get("updated")),
-        token=gcs_token(resource.get("generation"), resource.get("metageneration")),
+        token=gcs_token(resource.get("generation"), metageneration),
         size=int(size) if size is not None and kind is EventKind.CREATED else None,
         etag=etag,
         version=str(resource["generation"]) if resource.get("generation") else None,
         content_type=resource.get("contentType"),
         event_id=event_id,
+        cause=cause,
     )
 
 
 def parse_cloud_event(attributes: Mapping[str, Any], data: Any) -> Message:
-    """A Cloud Storage CloudEvent: `attributes` are the CloudEvent attributes (from a
-    structured body or the `ce-` headers of binary mode), `data` the object resource."""
+    """A CloudEvent: `attributes` are the CloudEvent attributes (from a structured body or
+    the `ce-` headers of binary mode). A Cloud Storage event's `data` is the object
+    resource; a Pub/Sub `messagePublished` event's `data` carries the notification."""
+    if attributes.get("type") == PUBSUB_CLOUD_EVENT:
+        return parse_pubsub_cloud_event(attributes, data)
     raw = json.dumps({"attributes": dict(attributes), "data": data}, default=str)
     message = Message(id=str(attributes.get("id", "")), source="gcp:cloudevent", raw=raw)
     kind = _CLOUD_EVENT_KINDS.get(str(attributes.get("type")))
@@ -76,7 +99,9 @@ def parse_cloud_event(attributes: Mapping[str, Any], data: Any) -> Message:
     if kind is EventKind.DELETED and data.get("overwrittenByGeneration"):
         return message
     try:
-        message.events = [object_event(kind, data, message.id, attributes.get("time"))]
+        message.events = [
+            object_event(kind, data, message.id, attributes.get("time"), str(attributes["type"]))
+        ]
     except PayloadError as exc:
         message.error = str(exc)
     return message
@@ -112,6 +137,8 @@ def parse_background_event(data: Mapping[str, Any], context: Any) -> Message:
 
     event_type = attr("event_type") or attr("eventType")
     event_id = str(attr("event_id") or attr("eventId") or "")
+    if event_type == PUBSUB_GEN1_EVENT:
+        return _pubsub_of(event_id, data, source="gcp:gen1-pubsub")
     message = Message(id=event_id, source="gcp:gen1", raw=json.dumps(dict(data), default=str))
     kind = _GEN1_KINDS.get(str(event_type))
     if kind is None:
@@ -120,7 +147,7 @@ def parse_background_event(data: Mapping[str, Any], context: Any) -> Message:
     if kind is EventKind.DELETED and data.get("overwrittenByGeneration"):
         return message
     try:
-        message.events = [object_event(kind, data, event_id, attr("timestamp"))]
+        message.events = [object_event(kind, data, event_id, attr("timestamp"), str(event_type))]
     except PayloadError as exc:
         message.error = str(exc)
     return message
@@ -149,10 +176,28 @@ def parse_pubsub_message(
             "generation": attributes.get("objectGeneration"),
         }
     try:
-        message.events = [object_event(kind, resource, message_id, attributes.get("eventTime"))]
+        message.events = [
+            object_event(
+                kind, resource, message_id, attributes.get("eventTime"), attributes.get("eventType")
+            )
+        ]
     except PayloadError as exc:
         message.error = str(exc)
     return message
+
+
+def _pubsub_of(message_id: str, pushed: Mapping[str, Any], source: str) -> Message:
+    """A Pub/Sub message as JSON carries it: base64 `data` and `attributes`."""
+    try:
+        data = base64.b64decode(pushed.get("data") or "")
+    except ValueError:
+        data = b""
+    return parse_pubsub_message(
+        message_id or str(pushed.get("messageId") or pushed.get("message_id") or ""),
+        pushed.get("attributes") or {},
+        data,
+        source=source,
+    )
 
 
 def parse_push_envelope(body: Mapping[str, Any]) -> Message:
@@ -162,13 +207,15 @@ def parse_push_envelope(body: Mapping[str, Any]) -> Message:
         message = Message(id="", source="gcp:pubsub-push", raw=json.dumps(dict(body), default=str))
         message.error = "push body without a message"
         return message
-    try:
-        data = base64.b64decode(pushed.get("data") or "")
-    except ValueError:
-        data = b""
-    return parse_pubsub_message(
-        str(pushed.get("messageId") or pushed.get("message_id") or ""),
-        pushed.get("attributes") or {},
-        data,
-        source=f"gcp:pubsub-push:{body.get('subscription', '')}",
-    )
+    return _pubsub_of("", pushed, f"gcp:pubsub-push:{body.get('subscription', '')}")
+
+
+def parse_pubsub_cloud_event(attributes: Mapping[str, Any], data: Any) -> Message:
+    """A gen2 function on a Pub/Sub topic: `data` is {"message": {...}, "subscription"}."""
+    pushed = data.get("message") if isinstance(data, Mapping) else None
+    if not isinstance(pushed, Mapping):
+        raw = json.dumps({"attributes": dict(attributes), "data": data}, default=str)
+        message = Message(id=str(attributes.get("id", "")), source="gcp:pubsub-cloudevent", raw=raw)
+        message.error = "messagePublished CloudEvent without data.message"
+        return message
+    return _pubsub_of("", pushed, f"gcp:pubsub-cloudevent:{data.get('subscription', '')}")

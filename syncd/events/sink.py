@@ -10,11 +10,17 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import structlog
+
 from syncd.catalog import open_catalog
 from syncd.config import Config, load_config, parse_config
 from syncd.errors import ConfigError
-from syncd.events.apply import BatchResult, EventApplier, apply_all
+from syncd.events.apply import BatchResult, EventApplier, Route, apply_all
 from syncd.events.types import Message
+from syncd.storage import open_store
+from syncd.storage.types import ObjectInfo, Store
+
+log = structlog.get_logger("syncd.events")
 
 
 def config_from_env() -> Config:
@@ -45,9 +51,25 @@ class CatalogSink:
         self.config = config or config_from_env()
         url = catalog_url or catalog_url_from_env(self.config)
         self.applier = EventApplier(open_catalog(url), self.config)
+        self._stores: dict[str, Store] = {}
 
     def handle(self, messages: Sequence[Message]) -> BatchResult:
-        return apply_all(self.applier, messages)
+        result = apply_all(self.applier, messages)
+        if result.unsettled:
+            # Committed already: a failure here leaves the items marked for the next sync.
+            try:
+                self.applier.settle(result.unsettled, self._stat)
+            except Exception as exc:
+                log.warning("items left to verify", count=len(result.unsettled), error=str(exc))
+        return result
+
+    def _stat(self, route: Route, key: str) -> ObjectInfo:
+        store = self._stores.get(route.driver.name)
+        if store is None:
+            integration = self.config.integration(route.driver.integration)
+            store = open_store(route.driver, integration, self.config.base_dir)
+            self._stores[route.driver.name] = store
+        return store.stat(key)
 
     def close(self) -> None:
         self.applier.catalog.close()

@@ -7,8 +7,17 @@ from enum import StrEnum
 
 
 class EventKind(StrEnum):
+    #: A new live state: an upload, copy or overwrite (S3 ObjectCreated, GCS finalize or
+    #: metadata update, Azure BlobCreated).
     CREATED = "created"
+    #: The object is absent from listings afterwards: an unversioned delete, an S3 delete
+    #: marker, a GCS delete or archive of the live generation, Azure BlobDeleted.
     DELETED = "deleted"
+    #: An S3 version (`version`) was removed for good. If it was the current version an
+    #: older one, whose state the event does not carry, shows again; otherwise nothing
+    #: changes. The applier tells the two apart from what it saw of the key, or asks for a
+    #: stat.
+    VERSION_DELETED = "version_deleted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,8 +26,11 @@ class ObjectEvent:
 
     `token` orders changes of one object: S3 and Azure sequencers (upper-case hex,
     right-padded with zeros to 32 characters, so plain string order is AWS's documented
-    comparison), GCS `GENERATION.METAGENERATION` (each zero-padded to 20 digits). None when
-    the payload carries no token (then event time orders).
+    comparison), GCS `GENERATION.METAGENERATION` (each zero-padded to 20 digits; a delete or
+    archive of a generation carries the highest metageneration, since nothing happens to a
+    generation after it). None when the payload carries no token (then event time orders).
+    `cause` is the provider's own name for what happened (`ObjectRemoved:DeleteMarkerCreated`,
+    `OBJECT_ARCHIVE`, ...), kept for logs.
     """
 
     kind: EventKind
@@ -32,6 +44,7 @@ class ObjectEvent:
     version: str | None = None
     content_type: str | None = None
     event_id: str | None = None
+    cause: str | None = None
 
 
 @dataclass(slots=True)
@@ -56,6 +69,11 @@ def s3_token(sequencer: str | None) -> str | None:
     if not sequencer:
         return None
     return sequencer.upper().ljust(32, "0")
+
+
+#: The metageneration a delete or archive of a GCS generation is ordered at: after every
+#: metadata update of that generation.
+GCS_FINAL_METAGENERATION = 10**20 - 1
 
 
 def gcs_token(generation: int | str | None, metageneration: int | str | None) -> str | None:

@@ -11,10 +11,18 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd.catalog import Catalog, RunStatus, open_catalog
+from syncd.catalog import Catalog, Item, RunStatus, open_catalog
 from syncd.config import Config, parse_config
-from syncd.events.apply import EventApplier
-from syncd.events.types import EventKind, Message, ObjectEvent, s3_token
+from syncd.errors import NotFound
+from syncd.events.apply import EventApplier, Route
+from syncd.events.types import (
+    GCS_FINAL_METAGENERATION,
+    EventKind,
+    Message,
+    ObjectEvent,
+    gcs_token,
+    s3_token,
+)
 from syncd.reconcile import reconcile
 from syncd.storage.memory import MemoryStore
 from syncd.storage.types import ObjectInfo
@@ -206,22 +214,117 @@ def test_events_and_a_running_reconcile_meet_safely(catalog: Catalog, catalog_ur
     assert result.counts.skipped >= 1
 
 
-def test_removing_an_old_version_keeps_the_live_item(catalog: Catalog) -> None:
+def versioned(kind: EventKind, seq: str, version: str, size: int = 5) -> ObjectEvent:
+    return ObjectEvent(
+        kind,
+        "s3",
+        "media",
+        "raw/v.jpg",
+        float(int(seq, 16)),
+        s3_token(seq),
+        size=size if kind is EventKind.CREATED else None,
+        etag=f"e-{version}",
+        version=version,
+    )
+
+
+def one(catalog: Catalog) -> Item:
+    (item,) = catalog.items("train", include_deleted=True)
+    return item
+
+
+def test_a_delete_marker_hides_the_object_in_every_order(catalog_url: str) -> None:
+    put = versioned(EventKind.CREATED, "0A", "v1")
+    marker = versioned(EventKind.DELETED, "0B", "marker-1")  # its own version id
+    for order in ([put, marker], [marker, put]):
+        opened = _fresh(catalog_url, "marker")
+        try:
+            applier = EventApplier(opened, config())
+            for e in order:
+                applier.apply([message(e)])
+            assert one(opened).deleted and not one(opened).verify
+        finally:
+            opened.close()
+            _drop(opened.url)
+
+
+def test_a_gcs_delete_of_a_newer_generation_is_kept_as_its_tombstone(catalog_url: str) -> None:
+    def gcs(kind: EventKind, generation: int) -> ObjectEvent:
+        metageneration = GCS_FINAL_METAGENERATION if kind is EventKind.DELETED else 1
+        return ObjectEvent(
+            kind,
+            "gcs",
+            "media",
+            "raw/g.jpg",
+            float(generation),
+            gcs_token(generation, metageneration),
+            size=1 if kind is EventKind.CREATED else None,
+            version=str(generation),
+        )
+
+    first, second, gone = (
+        gcs(EventKind.CREATED, 100),
+        gcs(EventKind.CREATED, 200),
+        gcs(EventKind.DELETED, 200),
+    )
+    for order in ([first, second, gone], [first, gone, second], [gone, second, first]):
+        opened = _fresh(catalog_url, "gcs")
+        try:
+            cfg = parse_config(CONFIG.replace("provider: s3", "provider: gcs"), "t.yaml")
+            applier = EventApplier(opened, cfg)
+            for e in order:
+                applier.apply([message(e)])
+            (item,) = opened.items("train", include_deleted=True)
+            assert (item.deleted, item.version) == (True, "200")
+        finally:
+            opened.close()
+            _drop(opened.url)
+
+
+def test_removing_a_noncurrent_version_keeps_the_live_item(catalog: Catalog) -> None:
     applier = EventApplier(catalog, config())
-    live = ObjectEvent(
-        EventKind.CREATED, "s3", "media", "raw/v.jpg", 1.0, s3_token("0A"), size=5, version="v2"
-    )
-    applier.apply([message(live)])
-    old = ObjectEvent(
-        EventKind.DELETED, "s3", "media", "raw/v.jpg", 2.0, s3_token("0B"), version="v1"
-    )
-    assert applier.apply([message(old)]).ignored == 2  # both datasets watch raw/
-    assert state(catalog)["raw/v.jpg"][0] is False
-    current = ObjectEvent(
-        EventKind.DELETED, "s3", "media", "raw/v.jpg", 3.0, s3_token("0C"), version="v2"
-    )
-    assert applier.apply([message(current)]).applied == 2
-    assert state(catalog)["raw/v.jpg"][0] is True
+    applier.apply([message(versioned(EventKind.CREATED, "0A", "v1", size=1))])
+    applier.apply([message(versioned(EventKind.CREATED, "0B", "v2", size=2))])
+    feed = catalog.last_change_id()
+    gone = applier.apply([message(versioned(EventKind.VERSION_DELETED, "0C", "v1"))])
+    assert gone.ignored == 2 and gone.unsettled == []  # both datasets watch raw/
+    item = one(catalog)
+    assert (item.deleted, item.verify, item.version, item.size) == (False, False, "v2", 2)
+    assert catalog.last_change_id() == feed
+
+
+def test_removing_the_current_version_asks_for_a_stat(catalog: Catalog) -> None:
+    applier = EventApplier(catalog, config())
+    applier.apply([message(versioned(EventKind.CREATED, "0A", "v1", size=1))])
+    applier.apply([message(versioned(EventKind.CREATED, "0B", "v2", size=2))])
+    result = applier.apply([message(versioned(EventKind.VERSION_DELETED, "0C", "v2"))])
+    assert len(result.unsettled) == 2
+    item = one(catalog)
+    assert (item.deleted, item.verify) == (False, True)  # it may exist: an older version shows
+
+    # An old event arriving now changes nothing; a stat of the bucket settles the item.
+    assert applier.apply([message(versioned(EventKind.CREATED, "0A", "v1", size=1))]).applied == 0
+    shown = ObjectInfo("raw/v.jpg", 1, 10.0, "e-v1", "v1")
+    assert applier.settle(result.unsettled, lambda route, key: shown) == 2
+    item = one(catalog)
+    assert (item.deleted, item.verify, item.version, item.size) == (False, False, "v1", 1)
+    # The settled state sits at the latest position seen: the removal's duplicate is old.
+    again = applier.apply([message(versioned(EventKind.VERSION_DELETED, "0C", "v2"))])
+    assert again.applied == 0 and again.unsettled == []
+
+
+def test_a_version_removed_that_was_never_seen_is_not_guessed(catalog: Catalog) -> None:
+    applier = EventApplier(catalog, config())
+    applier.apply([message(versioned(EventKind.CREATED, "0A", "v2", size=2))])
+    result = applier.apply([message(versioned(EventKind.VERSION_DELETED, "0B", "v0"))])
+    assert one(catalog).verify and result.unsettled
+
+    def missing(route: Route, key: str) -> ObjectInfo:
+        raise NotFound(key)
+
+    applier.settle(result.unsettled, missing)
+    item = one(catalog)
+    assert (item.deleted, item.verify) == (True, False)
 
 
 def test_a_payload_with_nul_bytes_is_dead_lettered(catalog: Catalog) -> None:

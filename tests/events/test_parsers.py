@@ -30,7 +30,8 @@ def test_s3_direct_records_decode_form_encoded_keys() -> None:
     events = message.events
     assert [(e.kind, e.key) for e in events] == [
         (EventKind.CREATED, "photos/Happy Face +1.jpg"),
-        (EventKind.DELETED, "photos/café old.jpg"),
+        # A versioned bucket's permanent delete of one version, and a delete marker.
+        (EventKind.VERSION_DELETED, "photos/café old.jpg"),
         (EventKind.DELETED, "photos/marker.jpg"),
     ]
     first = events[0]
@@ -165,3 +166,97 @@ def test_azure_validation_handshake_and_blob_trigger() -> None:
     assert (event.bucket, event.key, event.size) == ("samples", "scans/a b.dcm", 10)
     bad = parse_event_grid_batch([{"eventType": "Microsoft.Storage.BlobCreated", "subject": "/x"}])
     assert bad[0].error is not None and "does not name a blob" in bad[0].error
+
+
+def test_eventbridge_keys_are_decoded_once_direct_and_through_sqs() -> None:
+    document = load("aws-eventbridge-created.json")
+    document["detail"]["object"]["key"] = "cat+photo+%281%29.jpg"
+    (direct,) = parse_lambda_event(document)
+    assert direct.events[0].key == "cat photo (1).jpg"
+    wrapped = {
+        "Records": [
+            {
+                "messageId": "1",
+                "body": json.dumps(document),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:1:q",
+            }
+        ]
+    }
+    (queued,) = parse_lambda_event(wrapped)
+    assert queued.events[0].key == "cat photo (1).jpg"
+
+
+def _eventbridge_deleted(**detail: Any) -> Any:
+    document = load("aws-eventbridge-deleted.json")
+    document["detail"].update(detail)
+    return document
+
+
+def test_eventbridge_deletion_types() -> None:
+    obj = {"key": "k", "sequencer": "617f0837b476e463"}
+    marker = _eventbridge_deleted(
+        object={**obj, "version-id": "m1"}, **{"deletion-type": "Delete Marker Created"}
+    )
+    plain = _eventbridge_deleted(object=obj, **{"deletion-type": "Permanently Deleted"})
+    version = _eventbridge_deleted(
+        object={**obj, "version-id": "v1"}, **{"deletion-type": "Permanently Deleted"}
+    )
+    expired = _eventbridge_deleted(
+        object={**obj, "version-id": "v1"},
+        reason="Lifecycle Expiration",
+        **{"deletion-type": "Permanently Deleted"},
+    )
+    kinds = [[e.kind for e in parse_lambda_event(d)[0].events] for d in (marker, plain, version)]
+    assert kinds == [[EventKind.DELETED], [EventKind.DELETED], [EventKind.VERSION_DELETED]]
+    (ignored,) = parse_lambda_event(expired)
+    assert ignored.events == [] and ignored.error is None
+
+
+def test_s3_lifecycle_and_other_event_names() -> None:
+    (unversioned,) = parse_lambda_event(load("aws-s3-lifecycle-expiration.json"))
+    assert [(e.kind, e.key) for e in unversioned.events] == [
+        (EventKind.DELETED, "expiration/delete")
+    ]
+    document = load("aws-s3-lifecycle-expiration.json")
+    record = document["Records"][0]
+    record["s3"]["object"]["versionId"] = "old"  # a noncurrent version expired: no change
+    assert parse_lambda_event(document)[0].events == []
+    record["eventName"] = "LifecycleExpiration:DeleteMarkerCreated"
+    assert [e.kind for e in parse_lambda_event(document)[0].events] == [EventKind.DELETED]
+    for name in ("ObjectTagging:Put", "ObjectRestore:Completed", "LifecycleTransition"):
+        record["eventName"] = name
+        (message,) = parse_lambda_event(document)
+        assert message.events == [] and message.error is None
+
+
+def test_gcs_through_a_pubsub_triggered_function_gen2_and_gen1() -> None:
+    cloud = parse_structured_cloud_event(load("gcp-pubsub-cloudevent.json"))
+    (event,) = cloud.events
+    assert (event.kind, event.bucket, event.key) == (
+        EventKind.CREATED,
+        "my-bucket",
+        "images/photo+plus.jpg",
+    )
+    assert cloud.id == "2070443601311541"
+    gen1 = load("gcp-gen1-pubsub.json")
+    background = parse_background_event(gen1["data"], gen1["context"])
+    assert background.events == cloud.events and background.id == cloud.id
+
+
+def test_gcs_delete_and_archive_order_after_every_metadata_update() -> None:
+    document = load("gcp-pubsub-push-finalize.json")
+    for event_type in ("OBJECT_DELETE", "OBJECT_ARCHIVE"):
+        document["message"]["attributes"]["eventType"] = event_type
+        (event,) = parse_push_envelope(document).events
+        assert event.kind is EventKind.DELETED
+        assert event.token is not None and event.token > f"{1700000000000004:020d}.{2:020d}"
+
+
+def test_azure_delete_of_a_version_or_snapshot_leaves_the_blob() -> None:
+    batch = load("azure-eventgrid-batch.json")
+    deleted = next(e for e in batch if e["eventType"] == "Microsoft.Storage.BlobDeleted")
+    for query in ("?versionid=2026-11-23T08:00:00.0000000Z", "?snapshot=2026-11-23T08:00:00Z"):
+        versioned = {**deleted, "data": {**deleted["data"], "url": deleted["data"]["url"] + query}}
+        (message,) = parse_event_grid_batch([versioned])
+        assert message.events == [] and message.error is None
