@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from syncd import logs
 from syncd.events.aws import parse_lambda_event
 from syncd.events.sink import CatalogSink
 
+logs.configure(function=True)
 _sink: CatalogSink | None = None
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _sink
+    logs.bind_request(request_id=getattr(context, "aws_request_id", None))
     _sink = _sink or CatalogSink()
     messages = parse_lambda_event(event)
     result = _sink.handle(messages)

@@ -20,8 +20,10 @@ _SECRET_FIELD = re.compile(
     re.IGNORECASE,
 )
 _SECRET_VALUE = re.compile(
-    r"((?:AccountKey|SharedAccessSignature|SharedAccessKey)=)[^;\s]+"
-    r"|([?&](?:sig|X-Amz-Signature|X-Goog-Signature|X-Amz-Security-Token)=)[^&\s]+",
+    r"((?:AccountKey|SharedAccessSignature|SharedAccessKey|password)=)[^;&\s]+"
+    r"|([?&](?:sig|X-Amz-Signature|X-Goog-Signature|X-Amz-Security-Token)=)[^&\s]+"
+    # The password of a URL's user info: scheme://user:PASSWORD@host
+    r"|([A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^@\s]+(?=@)",
     re.IGNORECASE,
 )
 MASK = "***"
@@ -29,7 +31,7 @@ MASK = "***"
 
 def scrub(text: str) -> str:
     """Mask credential material inside free text (an error message, a URL)."""
-    return _SECRET_VALUE.sub(lambda m: (m.group(1) or m.group(2)) + MASK, text)
+    return _SECRET_VALUE.sub(lambda m: (m.group(1) or m.group(2) or m.group(3)) + MASK, text)
 
 
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -45,23 +47,40 @@ def _stderr_logger(*_: Any) -> structlog.PrintLogger:
     return structlog.PrintLogger(sys.stderr)
 
 
-def configure(level: str | None = None, *, json: bool | None = None) -> None:
-    """Set up structlog for a process; safe to call more than once."""
+def _severity(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # Cloud Logging reads `severity` and `message`; Lambda and Azure read `level` and the
+    # JSON object itself. Both are present in a function's lines.
+    event["severity"] = str(event.get("level", "info")).upper()
+    return event
+
+
+def configure(
+    level: str | None = None, *, json: bool | None = None, function: bool = False
+) -> None:
+    """Set up structlog for a process; safe to call more than once.
+
+    `function`: a serverless function's lines, always JSON, with the field names the
+    platforms' log parsers read (`message`, `level`, `severity`).
+    """
     name = (level or os.environ.get("SYNCD_LOG_LEVEL") or "info").upper()
     numeric = logging.getLevelNamesMapping().get(name, logging.INFO)
-    as_json = not sys.stderr.isatty() if json is None else json
+    as_json = function or (not sys.stderr.isatty() if json is None else json)
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if as_json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    platform: list[Any] = (
+        [structlog.processors.EventRenamer("message"), _severity] if function else []
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact,
             structlog.processors.format_exc_info,
+            _redact,
+            *platform,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -70,3 +89,9 @@ def configure(level: str | None = None, *, json: bool | None = None) -> None:
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
+
+
+def bind_request(**ids: str | None) -> None:
+    """Start a request's context: every line logged until the next call carries `ids`."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(**{k: v for k, v in ids.items() if v})

@@ -12,10 +12,12 @@ import json
 
 import azure.functions as func
 
+from syncd import logs
 from syncd.events.azure import parse_event_grid_batch, validation_code
 from syncd.events.sink import CatalogSink
 from syncd.events.types import Message
 
+logs.configure(function=True)
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 _sink: CatalogSink | None = None
 
@@ -27,7 +29,8 @@ def _apply(messages: list[Message]) -> list[str]:
 
 
 @app.event_grid_trigger(arg_name="event")
-def on_blob_event(event: func.EventGridEvent) -> None:
+def on_blob_event(event: func.EventGridEvent, context: func.Context) -> None:
+    logs.bind_request(invocation_id=context.invocation_id, event_id=event.id)
     document = {
         "id": event.id,
         "eventType": event.event_type,
@@ -40,7 +43,8 @@ def on_blob_event(event: func.EventGridEvent) -> None:
 
 
 @app.route(route="events", methods=["POST", "OPTIONS"])
-def webhook(req: func.HttpRequest) -> func.HttpResponse:
+def webhook(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    logs.bind_request(invocation_id=context.invocation_id)
     if req.method == "OPTIONS":
         origin = req.headers.get("WebHook-Request-Origin", "")
         return func.HttpResponse(status_code=200, headers={"WebHook-Allowed-Origin": origin})

@@ -1,7 +1,12 @@
 """Google Cloud Functions entry points for Cloud Storage events.
 
-`on_storage_event` (gen2, Eventarc CloudEvents; structured or binary), `on_pubsub_push` (an
-HTTP function behind a Pub/Sub push subscription), `on_storage_event_gen1` (background).
+- `on_storage_event` (gen2, CloudEvents): a Cloud Storage trigger
+  (`google.cloud.storage.object.v1.*`) or a Pub/Sub trigger on the bucket's notification
+  topic (`google.cloud.pubsub.topic.v1.messagePublished`), routed by the event's type;
+- `on_pubsub_push`: an HTTP function behind a Pub/Sub push subscription;
+- `on_storage_event_gen1`: a gen1 background function on a Cloud Storage or a Pub/Sub
+  trigger (`google.pubsub.topic.publish`), routed by the context's event type.
+
 Configure with SYNCD_CATALOG_URL and SYNCD_CONFIG or SYNCD_CONFIG_YAML. An exception makes
 the platform deliver again; a payload that cannot be parsed is dead-lettered and accepted.
 """
@@ -12,10 +17,12 @@ from typing import Any
 
 import functions_framework
 
+from syncd import logs
 from syncd.events.gcp import parse_background_event, parse_cloud_event, parse_push_envelope
 from syncd.events.sink import CatalogSink
 from syncd.events.types import Message
 
+logs.configure(function=True)
 _sink: CatalogSink | None = None
 
 
@@ -28,14 +35,18 @@ def _apply(message: Message) -> None:
 
 @functions_framework.cloud_event
 def on_storage_event(cloud_event: Any) -> None:
-    _apply(parse_cloud_event(dict(cloud_event.get_attributes()), cloud_event.get_data()))
+    attributes = dict(cloud_event.get_attributes())
+    logs.bind_request(event_id=attributes.get("id"))
+    _apply(parse_cloud_event(attributes, cloud_event.get_data()))
 
 
 @functions_framework.http
 def on_pubsub_push(request: Any) -> tuple[str, int]:
+    logs.bind_request(execution_id=request.headers.get("Function-Execution-Id"))
     _apply(parse_push_envelope(request.get_json(silent=True) or {}))
     return "", 204
 
 
 def on_storage_event_gen1(data: dict[str, Any], context: Any) -> None:
+    logs.bind_request(event_id=getattr(context, "event_id", None))
     _apply(parse_background_event(data, context))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Iterator
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -28,7 +30,11 @@ def wired(
 
 
 def fresh(module: str) -> ModuleType:
-    """The handler module with no sink cached from an earlier test (a cold start)."""
-    loaded = importlib.import_module(module)
-    setattr(loaded, "_sink", None)  # noqa: B010 - a module attribute mypy cannot see
-    return loaded
+    """The handler module imported anew, as on a cold start: no sink cached from an earlier
+    test, and its own log configuration in force."""
+    return importlib.reload(importlib.import_module(module))
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Every line a function printed, each of which must be one JSON object."""
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from syncd.catalog import Catalog
-from tests.handlers.conftest import ROUTES, fresh
+from tests.handlers.conftest import ROUTES, fresh, json_lines
 from tests.peers import Peer
 
 
@@ -145,3 +145,101 @@ def test_catalog_url_from_a_secrets_manager_secret(
     document["detail"]["bucket"]["name"] = "uploads"
     assert handler.handler(document, None)["applied"] == 1
     assert [i.key for i in catalog.items("inbox")] == ["scans/ct 01.dcm"]
+
+
+class LambdaContext:
+    """The attributes of Lambda's context object that the handler reads."""
+
+    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e812345678"
+    function_name = "syncd-events"
+
+
+def test_logs_are_json_lines_bound_to_the_request(
+    wired: tuple[Catalog, pytest.MonkeyPatch], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, env = wired
+    env.setenv("SYNCD_CONFIG_YAML", ROUTES.format(provider="s3", bucket="uploads"))
+    handler = fresh("handlers.aws_lambda")
+    capsys.readouterr()
+    event = {
+        "Records": [
+            {
+                "messageId": "poison-1",
+                "body": "{not json",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:1:q",
+            }
+        ]
+    }
+    assert handler.handler(event, LambdaContext()) == {"batchItemFailures": []}
+    lines = json_lines(capsys.readouterr().err)
+    (dead,) = [line for line in lines if line["message"] == "message dead-lettered"]
+    assert dead["request_id"] == LambdaContext.aws_request_id and dead["id"] == "poison-1"
+    assert dead["level"] == "warning" and dead["severity"] == "WARNING"
+
+
+def test_versioned_bucket_removal_of_the_current_version_is_settled_by_a_head(
+    wired: tuple[Catalog, pytest.MonkeyPatch], moto_clean: Peer
+) -> None:
+    """Put v1, put v2, then remove v2 for good: v1 shows again. Delivered out of order, the
+    removal cannot say what shows now; the handler asks the bucket (HEAD) and settles it."""
+    catalog, env = wired
+    s3 = boto3.client("s3", endpoint_url=moto_clean.url, region_name="us-east-1")
+    s3.create_bucket(Bucket="versioned")
+    s3.put_bucket_versioning(Bucket="versioned", VersioningConfiguration={"Status": "Enabled"})
+    v1 = s3.put_object(Bucket="versioned", Key="scan 1.dcm", Body=b"1")
+    v2 = s3.put_object(Bucket="versioned", Key="scan 1.dcm", Body=b"22")
+    s3.delete_object(Bucket="versioned", Key="scan 1.dcm", VersionId=v2["VersionId"])
+    env.setenv(
+        "SYNCD_CONFIG_YAML",
+        f"""
+integrations:
+  - {{name: cloud, provider: s3, endpoint_url: "{moto_clean.url}", region: us-east-1}}
+drivers: [{{name: inbox, integration: cloud, bucket: versioned, versioned: true}}]
+datasets: [{{name: inbox, drivers: [inbox]}}]
+""",
+    )
+
+    def record(name: str, seq: int, version: str, put: dict[str, Any] | None = None) -> str:
+        obj: dict[str, Any] = {
+            "key": "scan+1.dcm",
+            "versionId": version,
+            "sequencer": f"{seq:016X}",
+        }
+        if put is not None:
+            obj |= {"size": len(put["body"]), "eTag": put["ETag"].strip('"')}
+        return json.dumps(
+            {
+                "Records": [
+                    {
+                        "eventVersion": "2.1",
+                        "eventSource": "aws:s3",
+                        "eventTime": f"2026-11-23T08:00:0{seq}.000Z",
+                        "eventName": name,
+                        "s3": {"bucket": {"name": "versioned"}, "object": obj},
+                    }
+                ]
+            }
+        )
+
+    bodies = [
+        record("ObjectCreated:Put", 1, v1["VersionId"], {**v1, "body": b"1"}),
+        record("ObjectRemoved:Delete", 3, v2["VersionId"]),
+        record("ObjectCreated:Put", 2, v2["VersionId"], {**v2, "body": b"22"}),
+    ]
+    handler = fresh("handlers.aws_lambda")
+    for n, body in enumerate(bodies):
+        event = {
+            "Records": [
+                {
+                    "messageId": f"m{n}",
+                    "body": body,
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:1:q",
+                }
+            ]
+        }
+        assert handler.handler(event, None) == {"batchItemFailures": []}
+    (item,) = catalog.items("inbox", include_deleted=True)
+    assert (item.key, item.deleted, item.verify) == ("scan 1.dcm", False, False)
+    assert (item.version, item.size) == (v1["VersionId"], 1)

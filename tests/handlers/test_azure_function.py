@@ -15,11 +15,22 @@ from tests.handlers.conftest import ROUTES, fresh
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "events"
 
 
+class Invocation(func.Context):
+    """What the Functions host passes as `context` (the host itself cannot run here)."""
+
+    invocation_id = "3f1c2a9e-0000-4000-8000-000000000001"
+    function_name = "test"
+    function_directory = "."
+    trace_context = None  # type: ignore[assignment]
+    retry_context = None  # type: ignore[assignment]
+    thread_local_storage = None  # type: ignore[assignment]
+
+
 def call(function: object, *args: object) -> func.HttpResponse:
     # The v2 model wraps each function; the user function is kept on the builder.
     user = getattr(function, "_function", None)
     target = user.get_user_function() if user is not None else function
-    return target(*args)  # type: ignore[no-any-return, operator]
+    return target(*args, Invocation())  # type: ignore[no-any-return, operator]
 
 
 def request(

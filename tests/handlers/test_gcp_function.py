@@ -10,7 +10,7 @@ import pytest
 from functions_framework import create_app
 
 from syncd.catalog import Catalog
-from tests.handlers.conftest import ROUTES, fresh
+from tests.handlers.conftest import ROUTES, fresh, json_lines
 
 SOURCE = str(Path(__file__).resolve().parents[2] / "handlers" / "gcp_function" / "main.py")
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "events"
@@ -72,3 +72,28 @@ def test_gen1_background_entry(wired: tuple[Catalog, pytest.MonkeyPatch]) -> Non
     handler.on_storage_event_gen1(payload["data"], payload["context"])
     (item,) = catalog.items("inbox", include_deleted=True)
     assert (item.key, item.deleted) == ("日本/写真.png", True)
+
+
+def test_pubsub_triggered_functions_gen2_and_gen1(
+    wired: tuple[Catalog, pytest.MonkeyPatch], capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog, env = wired
+    env.setenv("SYNCD_CONFIG_YAML", ROUTES.format(provider="gcs", bucket="my-bucket"))
+    handler = fresh("handlers.gcp_function.main")
+    client = create_app("on_storage_event", SOURCE, "cloudevent").test_client()  # type: ignore[no-untyped-call]
+    document = json.loads((FIXTURES / "gcp-pubsub-cloudevent.json").read_text())
+    response = client.post(
+        "/", json=document, headers={"Content-Type": "application/cloudevents+json"}
+    )
+    assert response.status_code == 200
+    assert [i.key for i in catalog.items("inbox")] == ["images/photo+plus.jpg"]
+
+    gen1 = json.loads((FIXTURES / "gcp-gen1-pubsub.json").read_text())
+    gen1["data"]["attributes"]["eventType"] = "OBJECT_DELETE"
+    handler.on_storage_event_gen1(gen1["data"], gen1["context"])
+    assert [i.deleted for i in catalog.items("inbox", include_deleted=True)] == [True]
+    poison = {**document, "id": "poison-7", "data": {"subscription": "s"}}
+    client.post("/", json=poison, headers={"Content-Type": "application/cloudevents+json"})
+    lines = json_lines(capsys.readouterr().err)
+    (dead,) = [line for line in lines if line["message"] == "message dead-lettered"]
+    assert (dead["event_id"], dead["severity"]) == ("poison-7", "WARNING")
