@@ -25,6 +25,9 @@ FORMATS = ("encord-json", "encord-csv", "labelbox-ndjson", "cvat-manifest", "jso
 
 
 class Writer(Protocol):
+    #: Entries, or members of groups, the format has no place for, by reason.
+    skipped: dict[str, int]
+
     def write(self, entry: Entry, metadata: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
@@ -156,12 +159,14 @@ def build_manifest(
         if progress is not None and written % 1000 == 0:
             progress(written)
     writer.close()
+    skipped = dict(builder.counts.skipped)
+    for reason, count in writer.skipped.items():
+        skipped[reason] = skipped.get(reason, 0) + count
     return {
         "dataset": dataset,
         "format": fmt,
         "entries": builder.counts.entries,
-        "skipped": builder.counts.skipped,
-        "unsupported": getattr(writer, "unsupported", 0),
+        "skipped": skipped,
         "probe_bytes": builder.counts.probe_bytes,
         "files": parts.paths,
     }

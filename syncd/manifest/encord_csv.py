@@ -19,19 +19,22 @@ HEADERS = {
 }
 
 
+NO_HEADER = "no Encord CSV header for this kind (audio, PDF, text, NIfTI): use encord-json"
+
+
 class EncordCsvWriter:
-    """Sections the CSV format has no header for (audio, PDF, text, NIfTI) are counted in
-    `unsupported` and left out; use encord-json for them."""
+    """Sections the CSV format has no header for (audio, PDF, text, NIfTI) are left out and
+    counted by reason; use encord-json for them."""
 
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
         self._section: str | None = None
-        self.unsupported = 0
+        self.skipped: dict[str, int] = {}
 
     def write(self, entry: Entry, metadata: dict[str, Any]) -> None:
         header = HEADERS.get(entry.section)
         if header is None:
-            self.unsupported += 1
+            self.skipped[NO_HEADER] = self.skipped.get(NO_HEADER, 0) + 1
             return
         buffer = io.StringIO()
         rows = csv.writer(buffer, lineterminator="\n")

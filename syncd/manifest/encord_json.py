@@ -1,4 +1,4 @@
-"""Encord's JSON registration file: sections `images`, `videos`, `audio`, `pdfs`, `text`,
+"""Encord's JSON registration file: sections `images`, `videos`, `audio`, `pdf`, `text`,
 `nifti`, `image_groups` (groups, and sequences with `createVideo: true`), `dicom_series`, and
 `skip_duplicate_urls`. Entries are written to one temporary file per section as they come
 and joined at the end of each output part, so memory does not grow with the dataset."""
@@ -16,7 +16,7 @@ from syncd.manifest.output import Parts
 
 _string = json.encoder.encode_basestring  # the C-accelerated JSON string encoder
 
-SECTIONS = ("images", "videos", "audio", "pdfs", "text", "nifti", "image_groups", "dicom_series")
+SECTIONS = ("images", "videos", "audio", "pdf", "text", "nifti", "image_groups", "dicom_series")
 
 
 def entry_json(
@@ -53,6 +53,7 @@ class EncordJsonWriter:
         self.settings = settings
         self._sections: dict[str, IO[str]] = {}
         self._counts: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}
 
     def write(self, entry: Entry, metadata: dict[str, Any]) -> None:
         if self.parts.full():

@@ -31,7 +31,7 @@ SECTION_OF_KIND = {
     MediaKind.IMAGE: "images",
     MediaKind.VIDEO: "videos",
     MediaKind.AUDIO: "audio",
-    MediaKind.PDF: "pdfs",
+    MediaKind.PDF: "pdf",
     MediaKind.TEXT: "text",
     MediaKind.NIFTI: "nifti",
 }
@@ -68,15 +68,24 @@ class Entry:
         return self.section in ("image_groups", "dicom_series")
 
 
+#: Why an item got no entry (the keys of a summary's `skipped`).
+NOT_MEDIA = "not a media kind any format registers"
+TO_VERIFY = "state unknown until a stat or a sync settles it (items ls shows it to verify)"
+NO_SERIES = "DICOM file without a SeriesInstanceUID (empty, not DICOM, or no dataset)"
+
+
 @dataclass(slots=True)
 class Counts:
     entries: dict[str, int] = field(default_factory=dict)
-    skipped: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
     probe_bytes: int = 0
     probed: int = 0
 
     def add(self, section: str) -> None:
         self.entries[section] = self.entries.get(section, 0) + 1
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + count
 
 
 UrlFor = Callable[[Item], str]
@@ -281,9 +290,12 @@ class EntryBuilder:
         spill = _GroupSpill()
         try:
             for item in items:
+                if item.verify:
+                    self.counts.skip(TO_VERIFY)
+                    continue
                 kind = self.kind_of(item)
                 if kind is MediaKind.OTHER:
-                    self.counts.skipped += 1
+                    self.counts.skip(NOT_MEDIA)
                     continue
                 if kind is MediaKind.DICOM:
                     self._dicom(spill, item)
@@ -317,9 +329,12 @@ class EntryBuilder:
                 header = read_header(store, item.key, self._sniffed_head(item))
                 self.counts.probe_bytes += header.bytes_read
                 self.counts.probed += 1
-                if header.series_uid:
-                    description = header.description or folder
-                    title = f"{description} [{header.series_uid}]"
-                    number = header.instance_number if header.instance_number is not None else 0
-                    sort = f"{number:012d}" + sort
+                if not header.series_uid:
+                    # It belongs to no series: grouping it by folder would pollute a real one.
+                    self.counts.skip(NO_SERIES)
+                    return
+                description = header.description or folder
+                title = f"{description} [{header.series_uid}]"
+                number = header.instance_number if header.instance_number is not None else 0
+                sort = f"{number:012d}" + sort
         spill.add("dicom_series", title, None, sort, member)

@@ -12,7 +12,7 @@ from syncd.manifest.output import Parts
 class JsonlWriter:
     def __init__(self, parts: Parts) -> None:
         self.parts = parts
-        self.unsupported = 0
+        self.skipped: dict[str, int] = {}
 
     def write(self, entry: Entry, metadata: dict[str, Any]) -> None:
         for member in entry.members:

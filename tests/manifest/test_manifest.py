@@ -15,11 +15,12 @@ from typing import Any
 import jsonschema
 import pytest
 
-from syncd.catalog import Catalog, open_catalog
+from syncd.catalog import Catalog, ItemState, ItemWrite, Op, open_catalog
 from syncd.config import Config, ManifestSettings, parse_config
 from syncd.demo import write_files
+from syncd.manifest import cvat
 from syncd.manifest.command import build_manifest
-from syncd.manifest.entries import EntryBuilder, natural_key
+from syncd.manifest.entries import NO_SERIES, NOT_MEDIA, TO_VERIFY, EntryBuilder, natural_key
 from syncd.manifest.sniff import image_size, sniff_kind
 from syncd.media import MediaKind
 from syncd.storage.local import LocalStore
@@ -59,7 +60,7 @@ def test_golden_files(lab: tuple[Config, Catalog], tmp_path: Path, fmt: str, gol
     out = tmp_path / golden
     summary = make(config, catalog, fmt, out, probe=fmt == "encord-json")
     check_golden(out, golden)
-    assert summary["skipped"] == 1  # misc/blob.bin
+    assert summary["skipped"][NOT_MEDIA] == 1  # misc/blob.bin
 
 
 def test_encord_json_is_valid_and_grouped(lab: tuple[Config, Catalog], tmp_path: Path) -> None:
@@ -87,10 +88,10 @@ def test_encord_json_is_valid_and_grouped(lab: tuple[Config, Catalog], tmp_path:
     urls = [i["objectUrl"] for i in document["images"]]
     assert "https://labeling.s3.eu-west-1.amazonaws.com/images/cat%20photo.png" in urls
     assert "https://labeling.s3.eu-west-1.amazonaws.com/images/na%C3%AFve%2Bplus.png" in urls
-    assert {s: len(document[s]) for s in ("videos", "audio", "pdfs", "text", "nifti")} == {
+    assert {s: len(document[s]) for s in ("videos", "audio", "pdf", "text", "nifti")} == {
         "videos": 1,
         "audio": 1,
-        "pdfs": 1,
+        "pdf": 1,
         "text": 1,
         "nifti": 1,
     }
@@ -401,3 +402,67 @@ def test_probe_measures_video_and_audio_with_ranged_reads(tmp_path: Path) -> Non
         "num_channels": 1,
     }
     assert summary["probe_bytes"] < len(video) / 100
+
+
+def test_dicom_decoys_belong_to_no_series(tmp_path: Path) -> None:
+    """Files in a DICOM folder that have no SeriesInstanceUID are left out and counted."""
+    real = {f"study/s1/IM{n}.dcm": dicom_file("1.2.3.900", n, "Axial") for n in (1, 2, 3)}
+    decoys = {
+        "study/s1/empty.dcm": b"",
+        "study/s1/notes.dcm": b"these are not DICOM bytes at all",
+        "study/s1/preamble.dcm": bytes(128) + b"DICM",
+    }
+    write_files(tmp_path / "data", {**real, **decoys})
+    config = parse_config(CONFIG, "syncd.yaml", base_dir=tmp_path)
+    catalog = sync_config(tmp_path, config)
+    out = tmp_path / "m.json"
+    summary = make(config, catalog, "encord-json", out, probe=True)
+    document = json.loads(out.read_text())
+    jsonschema.validate(document, schema("encord-json.schema.json"))
+    (series,) = document["dicom_series"]
+    assert series["title"] == "Axial [1.2.3.900]"
+    members = sorted(v.rsplit("/", 1)[1] for k, v in series.items() if k.startswith("objectUrl_"))
+    assert members == ["IM1.dcm", "IM2.dcm", "IM3.dcm"]
+    assert summary["skipped"][NO_SERIES] == 3
+
+
+def test_cvat_never_writes_images_without_a_real_size(tmp_path: Path) -> None:
+    from syncd.demo import png
+
+    files = {
+        "img/good.png": png(5, 4, (1, 1, 1)),
+        "img/zero.png": png(0, 0, (1, 1, 1)),
+        "img/broken.png": b"\x89PNG\r\n\x1a\n" + bytes(4),
+    }
+    write_files(tmp_path / "data", files)
+    config = parse_config(CONFIG, "syncd.yaml", base_dir=tmp_path)
+    catalog = sync_config(tmp_path, config)
+    out = tmp_path / "manifest.jsonl"
+    summary = make(config, catalog, "cvat-manifest", out)
+    lines = [json.loads(line) for line in out.read_text().splitlines()[2:]]
+    assert [(line["name"], line["width"], line["height"]) for line in lines] == [("img/good", 5, 4)]
+    assert summary["skipped"][cvat.ZERO_SIZE] == 1
+    assert summary["skipped"][cvat.NO_SIZE] == 1
+
+
+def test_items_to_verify_get_no_entry(lab: tuple[Config, Catalog], tmp_path: Path) -> None:
+    config, catalog = lab
+    (item,) = [i for i in catalog.items("lab") if i.key == "images/cat photo.png"]
+    ids = catalog.find_id("dataset", "lab"), catalog.find_id("driver", "lab")
+    assert ids[0] is not None and ids[1] is not None
+    with catalog.transaction() as tx:
+        (row,) = tx.rows(ids[0], ids[1], [item.key]).values()
+        unknown = ItemState(
+            *row[:5],
+            row.content_type,
+            row.media_kind,
+            row.order_token,
+            row.observed_at,
+            verify=True,
+        )
+        tx.write(ids[0], ids[1], [ItemWrite(Op.UPDATED, unknown)])
+    out = tmp_path / "m.json"
+    summary = make(config, catalog, "encord-json", out)
+    urls = [i["objectUrl"] for i in json.loads(out.read_text())["images"]]
+    assert not any("cat%20photo" in url for url in urls)
+    assert summary["skipped"][TO_VERIFY] == 1
