@@ -1,7 +1,12 @@
-# Cloud Storage notifications -> Pub/Sub topic -> push subscription (retries, dead-letter
-# topic) -> Cloud Function gen2 `on_pubsub_push`. A message the function does not accept
-# (it answers non-2xx when the change was not committed) is redelivered with backoff and,
-# after max_delivery_attempts, parked on the dead-letter topic's subscription.
+# Cloud Storage notifications -> Pub/Sub topic -> the Cloud Function gen2, one of two ways:
+# - delivery = "push" (default): a push subscription with OIDC, retries and a dead-letter
+#   topic -> `on_pubsub_push`. A message the function does not accept (it answers non-2xx
+#   when the change was not committed) is redelivered with backoff and, after
+#   max_delivery_attempts, parked on the dead-letter topic's subscription.
+# - delivery = "eventarc": a Pub/Sub trigger on the topic -> `on_storage_event`, which
+#   receives `google.cloud.pubsub.topic.v1.messagePublished` CloudEvents. Eventarc owns
+#   the subscription (retried for up to 24 hours; no dead-letter topic of ours).
+# Either way the notification's attributes (overwrittenByGeneration) reach the function.
 
 data "google_project" "this" {
   project_id = var.project
@@ -13,6 +18,7 @@ data "google_storage_project_service_account" "gcs" {
 
 locals {
   pubsub_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  push         = var.delivery == "push"
 }
 
 resource "google_pubsub_topic" "events" {
@@ -84,7 +90,7 @@ resource "google_cloudfunctions2_function" "events" {
 
   build_config {
     runtime     = "python311"
-    entry_point = "on_pubsub_push"
+    entry_point = local.push ? "on_pubsub_push" : "on_storage_event"
     source {
       storage_source {
         bucket = var.source_archive_bucket
@@ -112,9 +118,21 @@ resource "google_cloudfunctions2_function" "events" {
     }
   }
 
+  dynamic "event_trigger" {
+    for_each = local.push ? [] : [1]
+    content {
+      trigger_region        = var.region
+      event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+      pubsub_topic          = google_pubsub_topic.events.id
+      retry_policy          = "RETRY_POLICY_RETRY"
+      service_account_email = google_service_account.invoker.email
+    }
+  }
+
   depends_on = [google_secret_manager_secret_iam_member.function_reads_catalog_url]
 }
 
+# The push subscription's OIDC identity, or the Eventarc trigger's, invokes the function.
 resource "google_cloud_run_service_iam_member" "push_invokes" {
   project  = var.project
   location = var.region
@@ -124,6 +142,7 @@ resource "google_cloud_run_service_iam_member" "push_invokes" {
 }
 
 resource "google_pubsub_subscription" "push" {
+  count                = local.push ? 1 : 0
   project              = var.project
   name                 = "${var.name}-push"
   topic                = google_pubsub_topic.events.id
@@ -157,8 +176,9 @@ resource "google_pubsub_topic_iam_member" "agent_dead_letters" {
 }
 
 resource "google_pubsub_subscription_iam_member" "agent_acks" {
+  count        = local.push ? 1 : 0
   project      = var.project
-  subscription = google_pubsub_subscription.push.id
+  subscription = google_pubsub_subscription.push[0].id
   role         = "roles/pubsub.subscriber"
   member       = local.pubsub_agent
 }

@@ -62,3 +62,13 @@ variable "kms_key_name" {
   description = "Cloud KMS key (projects/.../cryptoKeys/...) that encrypts the topics."
   type        = string
 }
+
+variable "delivery" {
+  description = "How the topic reaches the function: \"push\" (a push subscription with a dead-letter topic, entry point on_pubsub_push) or \"eventarc\" (a Pub/Sub trigger, entry point on_storage_event)."
+  type        = string
+  default     = "push"
+  validation {
+    condition     = contains(["push", "eventarc"], var.delivery)
+    error_message = "delivery is \"push\" or \"eventarc\"."
+  }
+}
