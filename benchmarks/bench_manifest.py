@@ -18,7 +18,7 @@ from benchmarks.cases import in_own_process
 from syncd import logs
 from syncd.catalog import ItemState, ItemWrite, Op, open_catalog
 from syncd.config import parse_config
-from syncd.manifest.command import build_manifest
+from syncd.manifest.build import build_manifest
 
 CONFIG = """\
 catalog: sqlite:///catalog.db

@@ -10,14 +10,12 @@
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import syncd
 
@@ -108,30 +106,3 @@ def build_azure(out: Path) -> Path:
         "host.json": _handler("azure_function", "host.json"),
     }
     return _source_folder(out, handlers, REQUIREMENTS["azure"])
-
-
-def cmd_package(args: argparse.Namespace) -> int:
-    from syncd.cli import UsageError
-
-    out = Path(args.out)
-    try:
-        if args.cloud == "aws":
-            built = build_aws(out, with_deps=not args.no_deps)
-        elif args.cloud == "gcp":
-            built = build_gcp(out)
-        else:
-            built = build_azure(out)
-    except DeployError as exc:
-        raise UsageError(str(exc)) from None
-    print(f"built {built}")
-    return 0
-
-
-def register(sub: Any) -> None:
-    deploy = sub.add_parser("deploy", help="build serverless function packages")
-    actions = deploy.add_subparsers(dest="deploy_command", required=True, metavar="ACTION")
-    p = actions.add_parser("package", help="build the artifact one cloud deploys")
-    p.add_argument("cloud", choices=["aws", "gcp", "azure"])
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--no-deps", action="store_true", help="aws: leave third-party wheels out")
-    p.set_defaults(func=cmd_package)

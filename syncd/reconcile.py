@@ -71,24 +71,11 @@ class SyncResult:
     #: With `dry_run`, the first `PLAN_LIMIT` planned changes.
     plan: list[PlannedChange] = field(default_factory=list)
     elapsed: float = 0.0
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "dataset": self.dataset,
-            "driver": self.driver,
-            "run_id": self.run_id,
-            "status": str(self.status),
-            "dry_run": self.dry_run,
-            "counts": self.counts.as_dict(),
-            "reason": self.reason,
-            "errors": self.errors,
-            "elapsed_seconds": round(self.elapsed, 3),
-            **(
-                {"plan": [{"op": str(p.op), "key": p.key, "size": p.size} for p in self.plan]}
-                if self.dry_run
-                else {}
-            ),
-        }
+    #: What a scheduler should do about a run that did not succeed: `transient` (retry
+    #: later), `permanent` (a person must act), `safety` (a safety stop: nothing deleted).
+    error_kind: str | None = None
+    #: Things skipped that are not errors (a symlink cycle, a link leaving the folder).
+    warnings: list[str] = field(default_factory=list)
 
 
 def item_state(info: ObjectInfo) -> ItemState:
@@ -360,6 +347,7 @@ def reconcile(
             counts.unchanged = max(0, counts.unchanged - written)
     except (SyncdError, OSError) as exc:
         merge.deletes.close()
+        result.error_kind = "transient" if getattr(exc, "transient", False) else "permanent"
         return _finish(catalog, result, RunStatus.ABORTED, f"listing failed: {exc}", started, bound)
     except BaseException:
         merge.deletes.close()
@@ -425,6 +413,8 @@ def _finish(
     bound: structlog.typing.FilteringBoundLogger,
 ) -> SyncResult:
     result.status = status
+    if result.error_kind is None and status is not RunStatus.SUCCEEDED:
+        result.error_kind = "safety" if status is RunStatus.ABORTED else "permanent"
     # Reasons and errors are stored and printed: a provider's message may quote a signed URL.
     result.reason = scrub(reason) if reason else reason
     result.errors = [scrub(e) for e in result.errors]

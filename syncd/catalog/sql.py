@@ -354,6 +354,30 @@ class SqlCatalog(ABC):
             if remaining is not None and remaining <= 0:
                 return
 
+    def count_items(self, dataset: str, *, prefix: str = "", include_deleted: bool = False) -> int:
+        where = "i.dataset_id = ds.id AND ds.name = ?"
+        params: list[Any] = [dataset]
+        if prefix:
+            where += " AND i.key >= ? AND i.key < ?"
+            params += [prefix, prefix + "\U0010ffff"]
+        if not include_deleted:
+            where += " AND i.deleted = ?"
+            params.append(False)
+        row = self._execute(
+            self._sql(f"SELECT count(*) FROM items i, datasets ds WHERE {where}"), params
+        ).fetchone()
+        return int(row[0])
+
+    def count_changes(self, dataset: str, since: int = 0) -> int:
+        row = self._execute(
+            self._sql(
+                "SELECT count(*) FROM changes c JOIN datasets ds ON ds.id = c.dataset_id "
+                "WHERE ds.name = ? AND c.id > ?"
+            ),
+            (dataset, since),
+        ).fetchone()
+        return int(row[0])
+
     def changes(self, dataset: str, since: int = 0, limit: int | None = None) -> Iterator[Change]:
         sql = self._sql(
             "SELECT c.id, ds.name, dr.name, c.key, c.op, c.size, c.etag, c.version, c.at, "

@@ -26,6 +26,7 @@ class Parts:
         self.items = 0
         self.bytes = 0
         self.split = out != "-" and (max_items > 0 or max_bytes > 0)
+        self._unfinished: dict[str, IO[str]] = {}
 
     def full(self) -> bool:
         return bool(
@@ -44,18 +45,20 @@ class Parts:
         path = Path(self.out)
         if self.split:
             path = path.with_name(f"{path.stem}-{len(self.paths) + 1:04d}{path.suffix}")
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.paths.append(str(path))
         self.items = self.bytes = 0
         # Written under a temporary name and renamed when complete: a run that fails leaves
         # no half-written manifest where a finished one is expected.
-        return open(f"{path}.partial", "w", encoding="utf-8", newline="")
+        handle = open(f"{path}.partial", "w", encoding="utf-8", newline="")
+        self._unfinished[handle.name] = handle
+        return handle
 
     def close(self, handle: IO[str]) -> None:
         if handle is sys.stdout:
             handle.flush()
             return
         handle.close()
+        del self._unfinished[handle.name]
         os.replace(handle.name, handle.name.removesuffix(".partial"))
 
     def wrote(self, text_length: int, items: int = 1) -> None:
@@ -78,6 +81,14 @@ class Parts:
         assert self._handle is not None
         self._handle.write(text)
         self.wrote(len(text), items)
+
+    def abort(self) -> None:
+        """A failed run: close and remove what is half written (finished parts stay)."""
+        self._handle = None
+        for name, handle in self._unfinished.items():
+            handle.close()
+            Path(name).unlink(missing_ok=True)
+        self._unfinished.clear()
 
     def finish(self) -> None:
         """Close the last part (an empty dataset still gets one, with its header)."""

@@ -19,7 +19,7 @@ from syncd.catalog import Catalog, ItemState, ItemWrite, Op, open_catalog
 from syncd.config import Config, ManifestSettings, parse_config
 from syncd.demo import write_files
 from syncd.manifest import cvat
-from syncd.manifest.command import build_manifest
+from syncd.manifest.build import build_manifest
 from syncd.manifest.entries import NO_SERIES, NOT_MEDIA, TO_VERIFY, EntryBuilder, natural_key
 from syncd.manifest.sniff import image_size, sniff_kind
 from syncd.media import MediaKind

@@ -1,15 +1,14 @@
-"""`syncd manifest DATASET --format F`: stream a dataset's items into an import manifest."""
+"""Stream a dataset's items into an import manifest (what `syncd manifest` runs)."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 from syncd.catalog.types import Catalog, Item
-from syncd.config import Config, Driver, load_config
-from syncd.errors import ConfigError
+from syncd.config import Config, Driver
+from syncd.errors import ConfigError, SyncdError
 from syncd.manifest.cvat import CvatManifestWriter
 from syncd.manifest.encord_csv import EncordCsvWriter
 from syncd.manifest.encord_json import EncordJsonWriter
@@ -33,7 +32,7 @@ class Writer(Protocol):
     def close(self) -> None: ...
 
 
-class ManifestError(Exception):
+class ManifestError(SyncdError):
     """A manifest cannot be made as asked (the message says why)."""
 
 
@@ -132,7 +131,17 @@ def build_manifest(
     changed_since: int | None = None,
     progress: Any = None,
 ) -> dict[str, Any]:
-    """Write the manifest; return a summary (entries per section, skipped, files)."""
+    """Write the manifest; return a summary (entries per section, skipped, files).
+
+    Raises `ManifestError` before writing anything when `out` cannot be written, and leaves
+    no half-written file behind when a store fails part-way.
+    """
+    if fmt not in FORMATS:
+        raise ManifestError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+    if out != "-":
+        folder = Path(out).parent
+        if not folder.is_dir():
+            raise ManifestError(f"cannot write {out}: folder {folder} does not exist")
     sources = Sources(config, signed_ttl)
     settings = config.manifest
     parts = Parts(out, settings.max_items_per_file, settings.max_bytes_per_file)
@@ -149,16 +158,20 @@ def build_manifest(
         items = catalog.items(dataset, prefix=prefix)
     else:
         items = _changed_items(catalog, dataset, prefix, changed_since)
-    for written, entry in enumerate(builder.entries(items), start=1):
-        metadata: dict[str, Any] = {}
-        if probe and not entry.is_group:
-            store = sources.store(entry.members[0].item)
-            if isinstance(store, MetadataReader):
-                metadata = dict(store.metadata(entry.members[0].item.key))
-        writer.write(entry, metadata)
-        if progress is not None and written % 1000 == 0:
-            progress(written)
-    writer.close()
+    try:
+        for written, entry in enumerate(builder.entries(items), start=1):
+            metadata: dict[str, Any] = {}
+            if probe and not entry.is_group:
+                store = sources.store(entry.members[0].item)
+                if isinstance(store, MetadataReader):
+                    metadata = dict(store.metadata(entry.members[0].item.key))
+            writer.write(entry, metadata)
+            if progress is not None and written % 1000 == 0:
+                progress(written)
+        writer.close()
+    except BaseException:
+        parts.abort()
+        raise
     skipped = dict(builder.counts.skipped)
     for reason, count in writer.skipped.items():
         skipped[reason] = skipped.get(reason, 0) + count
@@ -170,59 +183,3 @@ def build_manifest(
         "probe_bytes": builder.counts.probe_bytes,
         "files": parts.paths,
     }
-
-
-def cmd_manifest(args: argparse.Namespace) -> int:
-    import json
-
-    from syncd.cli import EXIT_OK, UsageError, _open_catalog
-
-    config = load_config(args.config)
-    catalog = _open_catalog(args, config)
-    try:
-        if catalog.find_id("dataset", args.dataset) is None:
-            raise UsageError(f"unknown dataset {args.dataset!r} (see `syncd datasets ls`)")
-        try:
-            summary = build_manifest(
-                catalog,
-                config,
-                args.dataset,
-                args.format,
-                args.out,
-                prefix=args.prefix,
-                probe=args.probe,
-                signed_ttl=args.signed_urls,
-                changed_since=args.changed_since,
-                progress=_progress() if sys.stderr.isatty() else None,
-            )
-        except ManifestError as exc:
-            raise UsageError(str(exc)) from None
-    finally:
-        catalog.close()
-    print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)
-    return EXIT_OK
-
-
-def _progress() -> Any:
-    def show(count: int) -> None:
-        print(f"\r{count:,} entries", end="", file=sys.stderr, flush=True)
-
-    return show
-
-
-def register(sub: Any) -> None:
-    p = sub.add_parser("manifest", help="write an import manifest for a dataset")
-    p.add_argument("dataset")
-    p.add_argument("--format", required=True, choices=FORMATS)
-    p.add_argument("--out", default="-", help="file path, or - for stdout (default)")
-    p.add_argument("--prefix", default="", help="only items whose key starts with this")
-    p.add_argument(
-        "--probe",
-        action="store_true",
-        help="read headers (ranged reads): image sizes, DICOM series by SeriesInstanceUID, metadata",
-    )
-    p.add_argument("--signed-urls", type=int, metavar="TTL", help="signed URLs valid TTL seconds")
-    p.add_argument(
-        "--changed-since", type=int, metavar="N", help="only items changed after change N"
-    )
-    p.set_defaults(func=cmd_manifest)

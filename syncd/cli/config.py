@@ -1,0 +1,83 @@
+"""`syncd init` and `syncd config validate`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from syncd.cli.context import EXIT_OK, UsageError, config_of
+from syncd.cli.render import emit_json
+from syncd.config import config_path
+
+EXAMPLE_CONFIG = """\
+# syncd configuration. Secrets are never written here: use env:NAME, file:PATH, or leave
+# them out to use the provider's default chain (instance role, ADC, managed identity).
+
+# Where the catalog lives. SQLite for one machine; PostgreSQL to share it between processes
+# and machines: postgresql://user@host:5432/db?schema=syncd  (SYNCD_CATALOG_URL overrides).
+catalog: sqlite:///.syncd/catalog.db
+
+integrations:
+  - name: disk
+    provider: local
+  # - name: aws
+  #   provider: s3
+  #   profile: labeling            # or access_key_id: env:AWS_ACCESS_KEY_ID ...
+  # - name: gcp
+  #   provider: gcs
+  #   project: my-project
+  # - name: azure
+  #   provider: azure
+  #   connection_string: env:AZURE_STORAGE_CONNECTION_STRING
+
+drivers:
+  - name: local-images
+    integration: disk
+    bucket: ./data                 # a folder for provider local; a bucket or container otherwise
+    prefix: ""                     # only keys under this prefix
+    include: []                    # globs, e.g. ["*.jpg", "scans/**/*.dcm"]
+    exclude: []                    # "lost+found/**" also keeps the walk out of that folder
+    # skip: [".*", "*.part", "*.tmp", "*~"]   # hidden and partial files (the default)
+    allow_external_delete: true    # false: keep items whose objects disappear
+    max_delete: 50%                # a sync deleting more than this stops (also a count: 1000)
+
+datasets:
+  - name: images
+    drivers: [local-images]
+"""
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        raise UsageError(f"{path} exists; use --force to overwrite it")
+    path.write_text(EXAMPLE_CONFIG, encoding="utf-8")
+    print(f"wrote {path}: edit the driver's folder, then run `syncd sync`")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    source = config_path(args.config)
+    if args.json:
+        emit_json({"valid": True, "config": str(source), "datasets": len(config.datasets)})
+    else:
+        print(
+            f"{source}: valid ({len(config.integrations)} integrations, "
+            f"{len(config.drivers)} drivers, {len(config.datasets)} datasets)"
+        )
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("init", help="write a commented example syncd.yaml")
+    p.add_argument("--path", default="syncd.yaml", help="where to write it (default: syncd.yaml)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("config", help="configuration tools")
+    actions = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    v = actions.add_parser("validate", help="check the config; report every error at once")
+    v.add_argument("--json", action="store_true", help="print the result as JSON")
+    v.set_defaults(func=cmd_validate)

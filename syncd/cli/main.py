@@ -1,0 +1,71 @@
+"""The `syncd` entry point: the parser, logging, and one exit code per outcome.
+
+Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 safety stop (nothing
+deleted). With several (dataset, driver) pairs the worst wins: 2, then 1, then 3, then 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from syncd import __version__, logs
+from syncd.cli import catalog_views, config, demo, deploy, manifest, sync
+from syncd.cli.context import EXIT_FAILURE, EXIT_USAGE, UsageError
+from syncd.errors import ConfigError, SyncdError
+
+#: Modules that add subcommands, in the order `syncd --help` lists them.
+COMMANDS = (config, sync, catalog_views, manifest, deploy, demo)
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncd",
+        description="Keep labeling datasets in step with buckets and folders.",
+    )
+    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    parser.add_argument("--config", help="config file (default: $SYNCD_CONFIG or ./syncd.yaml)")
+    parser.add_argument("--catalog", help="catalog URL (overrides config and $SYNCD_CATALOG_URL)")
+    parser.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        help="debug, info, warning or error (default: $SYNCD_LOG_LEVEL or info)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(args.log_level)
+    log = structlog.get_logger("syncd.cli")
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"config error:\n{logs.scrub(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"error: {logs.scrub(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except SyncdError as exc:
+        message = logs.scrub(str(exc))
+        log.error("command failed", error=message)
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
