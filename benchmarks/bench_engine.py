@@ -36,6 +36,7 @@ class GeneratedStore:
 
     name = "generated"
     sorted_listing = True
+    skipped_by_store: tuple[str, ...] = ()
 
     def __init__(self, count: int) -> None:
         self.count = count

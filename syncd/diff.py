@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from syncd.catalog.types import CatalogRow, RawRow
 from syncd.errors import ListingOrderError
-from syncd.storage.types import ObjectInfo
+from syncd.storage.types import Gap, Listed, ObjectInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,13 +35,22 @@ class Removed:
 
 
 @dataclass(frozen=True, slots=True)
+class Held:
+    """A live row under a part of the listing that could not be read: neither updated nor
+    deleted."""
+
+    row: CatalogRow
+
+
+@dataclass(frozen=True, slots=True)
 class Same:
     pass
 
 
 SAME = Same()
 
-Difference = Added | Changed | Removed | Same
+#: A `Gap` of the listing is passed on as it is, in key order.
+Difference = Added | Changed | Removed | Held | Same | Gap
 
 
 def differs(info: ObjectInfo, row: RawRow) -> bool:
@@ -55,27 +64,44 @@ def differs(info: ObjectInfo, row: RawRow) -> bool:
     )
 
 
-def diff(listing: Iterable[ObjectInfo], rows: Iterable[RawRow]) -> Iterator[Difference]:
+def diff(listing: Iterable[Listed], rows: Iterable[RawRow]) -> Iterator[Difference]:
     """Yield one difference per listed object and per live row the listing lacks.
 
-    `rows` are tuples in `CatalogRow` field order (key first, `deleted` sixth).
+    `rows` are tuples in `CatalogRow` field order (key first, `deleted` sixth). A live row
+    the listing lacks is `Held` when an error `Gap` covers its key, else `Removed`.
     """
     make = CatalogRow._make
     catalog = iter(rows)
     row = next(catalog, None)
     row_key = row[0] if row is not None else None
     previous = None
+    gap: Gap | None = None
     for info in listing:
-        key = info.key
+        key = info[0]
         if previous is not None and key <= previous:
             raise ListingOrderError(previous, key)
         previous = key
         while row_key is not None and row_key < key:
             assert row is not None
             if not row[5]:
-                yield Removed(make(row))
+                yield (
+                    Held(make(row))
+                    if gap is not None and gap.covers(row_key)
+                    else Removed(make(row))
+                )
             row = next(catalog, None)
             row_key = row[0] if row is not None else None
+        if isinstance(info, Gap):
+            yield info
+            if info.error:
+                gap = info
+            if row_key == key:
+                assert row is not None
+                if not row[5]:
+                    yield Held(make(row)) if info.error else Removed(make(row))
+                row = next(catalog, None)
+                row_key = row[0] if row is not None else None
+            continue
         if row_key == key:
             assert row is not None
             if row[5]:
@@ -90,5 +116,6 @@ def diff(listing: Iterable[ObjectInfo], rows: Iterable[RawRow]) -> Iterator[Diff
             yield Added(info, None)
     while row is not None:
         if not row[5]:
-            yield Removed(make(row))
+            covered = gap is not None and gap.covers(row[0])
+            yield Held(make(row)) if covered else Removed(make(row))
         row = next(catalog, None)

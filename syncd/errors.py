@@ -38,6 +38,16 @@ class TransientError(SyncdError):
     transient = True
 
 
+class CatalogError(SyncdError):
+    """The catalog cannot do what was asked; the message names the catalog and what to do."""
+
+
+class CatalogUnavailable(CatalogError):
+    """The catalog cannot be reached now (a lost connection, a locked or full disk)."""
+
+    transient = True
+
+
 class ListingOrderError(SyncdError):
     """A listing yielded a key that is not strictly greater than the one before."""
 

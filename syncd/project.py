@@ -25,6 +25,7 @@ from syncd.catalog import Catalog, open_catalog
 from syncd.catalog.types import Change, DatasetSummary, DeadLetter, Item, SyncRun
 from syncd.config import Config, MaxDelete, load_config
 from syncd.errors import ConfigError
+from syncd.reconcile import PLAN_LIMIT
 from syncd.sync import ProgressFor, SyncReport, _no_progress, sync_pairs
 
 
@@ -74,9 +75,11 @@ class Project:
         dry_run: bool = False,
         max_delete: MaxDelete | str | int | None = None,
         progress_for: ProgressFor = _no_progress,
+        plan_limit: int | None = PLAN_LIMIT,
     ) -> SyncReport:
         """Reconcile every selected (dataset, driver) pair. A dry run writes nothing, and
-        creates no catalog where there was none."""
+        creates no catalog where there was none; its plan lists up to `plan_limit` changes
+        per pair (None: all)."""
         pairs = list(self.config.pairs(dataset, driver))
         if not pairs:
             raise ConfigError("nothing to sync: no dataset has a driver matching the filters")
@@ -94,6 +97,7 @@ class Project:
                 dry_run=dry_run,
                 max_delete=limit,
                 progress_for=progress_for,
+                plan_limit=plan_limit,
             )
         finally:
             if catalog is not None:

@@ -9,11 +9,12 @@ undoes a newer event (invariant 4).
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import IO
 
 import structlog
@@ -30,15 +31,16 @@ from syncd.catalog.types import (
     WriteTx,
 )
 from syncd.config import Driver, MaxDelete
-from syncd.diff import SAME, Added, Changed, Removed, diff
-from syncd.errors import ListingOrderError, SyncdError
+from syncd.diff import SAME, Added, Changed, Held, Removed, diff
+from syncd.errors import CatalogError, ListingOrderError, SyncdError
 from syncd.logs import scrub
 from syncd.media import media_kind
 from syncd.storage import key_filter
+from syncd.storage.deadline import bounded
 from syncd.storage.fanout import fan_out_listing
 from syncd.storage.filters import KeyFilter
 from syncd.storage.ordering import sort_listing
-from syncd.storage.types import Lister, ObjectInfo, PrefixLister
+from syncd.storage.types import Gap, Listed, Lister, ObjectInfo, PrefixLister
 
 log = structlog.get_logger("syncd.reconcile")
 
@@ -47,6 +49,7 @@ HEARTBEAT_EVERY = 10.0
 PLAN_LIMIT = 1_000
 
 Progress = Callable[[RunCounts], None]
+RUN_COUNT_FIELDS = tuple(f.name for f in fields(RunCounts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,12 +164,16 @@ class _Writer:
         self._expect: int | None = watermark
         self._last_beat = time.monotonic()
 
-    def apply(self, writes: list[ItemWrite], counts: RunCounts) -> list[ItemWrite]:
+    def apply(self, writes: list[ItemWrite], counts: RunCounts) -> None:
+        """Write a batch and the run's counts in one transaction: the counts a run's history
+        shows are always those of what was committed, even after a crash."""
+        after = replace(counts)
         with self.catalog.transaction() as tx:
-            applied = self._write(tx, writes, counts)
-            tx.heartbeat(self.run_id, counts)
+            _tally(self._write(tx, writes, after), after)
+            tx.heartbeat(self.run_id, after)
+        for name in RUN_COUNT_FIELDS:
+            setattr(counts, name, getattr(after, name))
         self._last_beat = time.monotonic()
-        return applied
 
     def _write(self, tx: WriteTx, writes: list[ItemWrite], counts: RunCounts) -> list[ItemWrite]:
         if not writes:
@@ -211,15 +218,21 @@ class _Pass:
         counts: RunCounts,
         plan: list[PlannedChange],
         progress: Progress | None,
+        plan_limit: int | None = PLAN_LIMIT,
     ) -> None:
         self.writer = writer
         self.counts = counts
         self.plan = plan
         self.progress = progress
+        self.plan_limit = plan_limit
         self.deletes = _HeldDeletes()
         self.live = 0
+        #: Live rows under parts of the listing that could not be read, kept as they are.
+        self.held = 0
+        self.unreadable: list[str] = []
+        self.warnings: list[str] = []
 
-    def run(self, listing: Iterator[ObjectInfo], rows: Iterator[RawRow]) -> None:
+    def run(self, listing: Iterator[Listed], rows: Iterator[RawRow]) -> None:
         # The hot loop of a sync: unchanged objects take the first branch and nothing else,
         # and tallies live in locals until a batch boundary.
         counts = self.counts
@@ -236,6 +249,13 @@ class _Pass:
             if type(change) is Removed:
                 live += 1
                 self.deletes.add(change.row)
+                continue
+            if type(change) is Held:
+                live += 1
+                self.held += 1
+                continue
+            if type(change) is Gap:
+                (self.unreadable if change.error else self.warnings).append(change.reason)
                 continue
             listed += 1
             if type(change) is Added:
@@ -262,25 +282,32 @@ class _Pass:
             return
         if self.writer is None:
             _tally(pending, self.counts)
-            room = PLAN_LIMIT - len(self.plan)
+            room = len(pending) if self.plan_limit is None else self.plan_limit - len(self.plan)
             self.plan.extend(PlannedChange(w.op, w.state.key, w.state.size) for w in pending[:room])
         else:
-            _tally(self.writer.apply(pending, self.counts), self.counts)
+            self.writer.apply(pending, self.counts)
         if self.progress is not None:
             self.progress(self.counts)
 
 
 def _listing(
     store: Lister, driver: Driver, keys: KeyFilter, counts: RunCounts, *, sort: bool
-) -> Iterator[ObjectInfo]:
-    def rejected(_: ObjectInfo) -> None:
+) -> Iterator[Listed]:
+    def rejected(_: Listed) -> None:
         counts.skipped += 1
 
-    if driver.fan_out > 1 and isinstance(store, PrefixLister):
-        listed = fan_out_listing(store, driver.prefix, concurrency=driver.fan_out)
-    else:
-        listed = store.list(driver.prefix)
-    if keys.skip and getattr(store, "skip_rule", None) == keys.skip:
+    def listing() -> Iterator[Listed]:
+        if driver.fan_out > 1 and isinstance(store, PrefixLister):
+            return fan_out_listing(store, driver.prefix, concurrency=driver.fan_out)
+        return store.list(driver.prefix)
+
+    # No new object for this long means the server stopped answering: longer than a
+    # request's read timeout and the backoff of its retries.
+    stall = 2 * driver.read_timeout + 60
+    listed = bounded(
+        listing, stall=stall, deadline=driver.listing_deadline, what=f"driver {driver.name}"
+    )
+    if keys.skip and store.skipped_by_store == keys.skip:
         # The store pruned skipped files and folders as it walked; checking again is waste.
         keys = keys.without_skip()
     raw = keys.filter(listed, rejected)
@@ -297,11 +324,14 @@ def reconcile(
     dry_run: bool = False,
     max_delete: MaxDelete | None = None,
     progress: Progress | None = None,
+    plan_limit: int | None = PLAN_LIMIT,
 ) -> SyncResult:
     """Bring `dataset`'s items from `driver` in step with `store`'s listing.
 
-    Never raises for a listing failure: the result says `aborted` with the reason, and nothing
-    was deleted. Raises `RunConflict` when another live run holds the same dataset and driver.
+    Never raises for a listing or catalog failure: the result says `aborted` (nothing was
+    deleted) or `failed`, with the reason, and the run's history says the same. An interrupt
+    (Ctrl-C, SIGTERM) records the run `interrupted` with the counts committed, then
+    propagates. Raises `RunConflict` when another live run holds the same dataset and driver.
     """
     started = time.monotonic()
     wall_start = time.time()
@@ -330,7 +360,7 @@ def reconcile(
         return catalog.scan(dataset_id, driver_id)
 
     sort = not store.sorted_listing
-    merge = _Pass(writer, counts, result.plan, progress)
+    merge = _Pass(writer, counts, result.plan, progress, plan_limit)
     try:
         try:
             merge.run(_listing(store, driver, keys, counts, sort=sort), rows())
@@ -342,43 +372,64 @@ def reconcile(
             merge.deletes.close()
             written = counts.added + counts.updated
             counts.listed = counts.unchanged = counts.skipped = 0
-            merge = _Pass(writer, counts, result.plan, progress)
+            merge = _Pass(writer, counts, result.plan, progress, plan_limit)
             merge.run(_listing(store, driver, keys, counts, sort=True), rows())
             counts.unchanged = max(0, counts.unchanged - written)
+        result.errors.extend(merge.unreadable[:MAX_REPORTED])
+        result.warnings.extend(merge.warnings[:MAX_REPORTED])
+        status, reason = _apply_deletes(merge, driver, limit, result, wall_start)
+    except CatalogError as exc:
+        result.error_kind = "transient" if exc.transient else "permanent"
+        return _finish(catalog, result, RunStatus.FAILED, str(exc), started, bound)
     except (SyncdError, OSError) as exc:
-        merge.deletes.close()
         result.error_kind = "transient" if getattr(exc, "transient", False) else "permanent"
         return _finish(catalog, result, RunStatus.ABORTED, f"listing failed: {exc}", started, bound)
-    except BaseException:
-        merge.deletes.close()
+    except BaseException as exc:
         if result.run_id is not None:
-            catalog.finish_run(result.run_id, RunStatus.FAILED, counts, result.errors, "crashed")
+            interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
+            status = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
+            why = "interrupted (signal or Ctrl-C)" if interrupted else f"crashed: {exc!r}"
+            with contextlib.suppress(Exception):
+                catalog.finish_run(result.run_id, status, counts, result.errors, scrub(why))
         raise
-
-    listing_errors = [str(e) for e in getattr(store, "listing_errors", ())]
-    result.errors.extend(listing_errors)
-    try:
-        status, reason = _apply_deletes(merge, driver, limit, result, wall_start, listing_errors)
     finally:
         merge.deletes.close()
     return _finish(catalog, result, status, reason, started, bound)
 
 
+#: Unreadable entries and warnings a run records (the rest are counted).
+MAX_REPORTED = 100
+
+
 def _apply_deletes(
-    merge: _Pass,
-    driver: Driver,
-    limit: MaxDelete,
-    result: SyncResult,
-    at: float,
-    listing_errors: list[str],
+    merge: _Pass, driver: Driver, limit: MaxDelete, result: SyncResult, at: float
 ) -> tuple[RunStatus, str | None]:
+    """Apply the held deletes if it is safe; the run's status and reason.
+
+    Rows under unreadable parts of the listing were never candidates (they are `Held`);
+    the deletes elsewhere go ahead under the usual limits, and the run ends
+    `completed_with_errors` naming what could not be read.
+    """
     counts = result.counts
+    counts.skipped += merge.held
+    unreadable = len(merge.unreadable)
+    if unreadable:
+        status = RunStatus.COMPLETED_WITH_ERRORS
+        shown = "; ".join(merge.unreadable[:3]) + ("; ..." if unreadable > 3 else "")
+        done = (
+            f"{unreadable} entries unreadable ({shown}); {merge.held} items under them kept as "
+            "they were"
+        )
+    else:
+        status, done = RunStatus.SUCCEEDED, None
     held = merge.deletes.count
     if held == 0:
-        if listing_errors:
-            return RunStatus.COMPLETED_WITH_ERRORS, f"{len(listing_errors)} entries unreadable"
-        return RunStatus.SUCCEEDED, None
-    if counts.listed == 0:
+        return status, done
+    if not driver.allow_external_delete:
+        # Nothing would be deleted, so there is nothing for a safety limit to stop.
+        counts.skipped += held
+        return status, done
+    if counts.listed == 0 and not unreadable:
         return RunStatus.ABORTED, (
             f"the listing of {driver.bucket}/{driver.prefix} was empty but {held} items were live; "
             "deleting nothing"
@@ -386,13 +437,6 @@ def _apply_deletes(
     exceeded = limit.exceeded(held, merge.live)
     if exceeded:
         return RunStatus.ABORTED, f"{exceeded}; deleting nothing (raise max_delete to allow)"
-    if listing_errors:
-        return RunStatus.COMPLETED_WITH_ERRORS, (
-            f"{len(listing_errors)} entries unreadable; deleting nothing"
-        )
-    if not driver.allow_external_delete:
-        counts.skipped += held
-        return RunStatus.SUCCEEDED, None
     pending: list[ItemWrite] = []
     for batch in merge.deletes.batches():
         for row in batch:
@@ -401,7 +445,7 @@ def _apply_deletes(
                 merge._apply(pending)
                 pending = []
     merge._apply(pending)
-    return RunStatus.SUCCEEDED, None
+    return status, done
 
 
 def _finish(

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import structlog
 
 from syncd.catalog.types import Catalog, RunConflict, RunCounts, RunStatus
-from syncd.config import Config, Dataset, Driver, MaxDelete
-from syncd.errors import SyncdError
+from syncd.config import Config, Dataset, Driver, MaxDelete, check_driver
+from syncd.errors import ConfigError, SyncdError
 from syncd.logs import scrub
-from syncd.reconcile import Progress, SyncResult, reconcile
+from syncd.reconcile import PLAN_LIMIT, Progress, SyncResult, reconcile
 from syncd.storage import open_store
 from syncd.storage.types import Lister
 
@@ -46,6 +46,12 @@ class SyncReport:
 
 
 def config_store(driver: Driver, config: Config) -> Lister:
+    """The driver's store, after the checks that need the environment (secrets resolvable,
+    the profile known, credentials well formed), so a mistake is a located error for this
+    driver alone."""
+    problems = check_driver(config, driver.name)
+    if problems:
+        raise ConfigError("\n".join(problems))
     return open_store(driver, config.integration(driver.integration), config.base_dir)
 
 
@@ -62,6 +68,7 @@ def sync_pairs(
     max_delete: MaxDelete | None = None,
     progress_for: ProgressFor = _no_progress,
     open_for: StoreOpener = config_store,
+    plan_limit: int | None = PLAN_LIMIT,
 ) -> SyncReport:
     """Reconcile each pair in turn; see `syncd.reconcile.reconcile` for one pair."""
     report = SyncReport(dry_run)
@@ -86,6 +93,7 @@ def sync_pairs(
                         dry_run=dry_run,
                         max_delete=max_delete,
                         progress=progress,
+                        plan_limit=plan_limit,
                     )
                 )
         except RunConflict as exc:

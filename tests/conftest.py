@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import unicodedata
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 
 from syncd.catalog import Catalog, open_catalog
 from syncd.config import Driver
+from syncd.storage.types import Listed, ObjectInfo
 from tests.peers import AWS_TEST_ENV, Peer, moto_server, reset_moto
 
 #: Keys that break naive code: encodings, normalization forms, depth, length, and the order
@@ -54,10 +55,30 @@ def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 
 
 @pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the PostgreSQL server, for what only PostgreSQL has."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield f"{PG_URL}?schema={schema}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
 def catalog(catalog_url: str) -> Iterator[Catalog]:
     opened = open_catalog(catalog_url)
     yield opened
     opened.close()
+
+
+def objects(listing: Iterable[Listed]) -> list[ObjectInfo]:
+    """A listing that must have read everything: its objects, with no gap among them."""
+    out = []
+    for entry in listing:
+        assert isinstance(entry, ObjectInfo), f"the listing has a gap: {entry}"
+        out.append(entry)
+    return out
 
 
 def make_driver(bucket: str | Path, **fields: Any) -> Driver:

@@ -27,6 +27,7 @@ def listing(version: int, count: int) -> Iterator[ObjectInfo]:
 class GeneratedStore:
     name = "generated"
     sorted_listing = True
+    skipped_by_store: tuple[str, ...] = ()
 
     def __init__(self, version: int, count: int) -> None:
         self.version = version

@@ -16,7 +16,7 @@ from syncd.errors import TransientError
 from syncd.reconcile import SyncResult, reconcile
 from syncd.storage.local import LocalStore
 from syncd.storage.memory import MemoryStore
-from syncd.storage.types import ObjectInfo
+from syncd.storage.types import Gap, Listed, ObjectInfo
 from tests.conftest import NASTY_KEYS, make_driver
 
 
@@ -163,6 +163,7 @@ class Shuffled:
         self.inner = inner
         self.name = "shuffled"
         self.sorted_listing = claims_sorted
+        self.skipped_by_store: tuple[str, ...] = ()
         self.seed = seed
         self.lists = 0
 
@@ -210,6 +211,7 @@ class Failing:
         self.after = after
         self.name = "failing"
         self.sorted_listing = True
+        self.skipped_by_store: tuple[str, ...] = ()
 
     def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
         for n, info in enumerate(self.inner.list(prefix, start_after)):
@@ -293,7 +295,7 @@ def test_prefix_include_exclude_and_skip_rule(catalog: Catalog, folder: Path) ->
         write(folder, key)
     result = sync(
         catalog,
-        LocalStore(folder, skip=None),
+        LocalStore(folder),
         folder,
         prefix="train/",
         include=["*.jpg", "*.png"],
@@ -315,6 +317,7 @@ def test_reconcile_never_undoes_a_newer_event(catalog: Catalog, catalog_url: str
     class EventMidListing:
         name = "racing"
         sorted_listing = True
+        skipped_by_store: tuple[str, ...] = ()
 
         def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
             listing = list(store.list(prefix))  # the listing as it was when it began
@@ -373,32 +376,40 @@ def test_a_live_run_blocks_a_second_and_a_dead_one_is_marked_interrupted(catalog
     assert statuses[dead] is RunStatus.INTERRUPTED
 
 
-def test_entries_the_listing_could_not_read_block_deletes(catalog: Catalog) -> None:
+def test_deletes_under_what_the_listing_could_not_read_are_held(catalog: Catalog) -> None:
     store = MemoryStore()
-    for key in ("a", "b", "c"):
+    for key in ("a", "locked/b", "locked/c", "x", "y"):
         store.put(key, b"1")
     sync(catalog, store)
-    store.delete("b")
+    for key in ("locked/b", "y"):
+        store.delete(key)
 
     class PartlyUnreadable:
         name = "partly"
         sorted_listing = True
-        listing_errors = ("bucket/b: Permission denied",)
+        skipped_by_store: tuple[str, ...] = ()
 
-        def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
-            return store.list(prefix, start_after)
+        def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[Listed]:
+            for info in store.list(prefix, start_after):
+                if not info.key.startswith("locked/"):
+                    yield info
+                if info.key == "a":
+                    yield Gap("locked/", "bucket/locked: Permission denied")
 
     result = sync(catalog, PartlyUnreadable(), max_delete="100%")
     assert result.status is RunStatus.COMPLETED_WITH_ERRORS
-    assert "deleting nothing" in (result.reason or "")
-    assert result.errors == ["bucket/b: Permission denied"]
-    assert live_keys(catalog) == ["a", "b", "c"]
+    assert "1 entries unreadable" in (result.reason or "")
+    assert result.errors == ["bucket/locked: Permission denied"]
+    # y is deleted; what was under the unreadable folder is kept as it was.
+    assert live_keys(catalog) == ["a", "locked/b", "locked/c", "x"]
+    assert (result.counts.deleted, result.counts.skipped) == (1, 2)
 
 
 def test_a_failure_quoting_a_signed_url_is_stored_without_the_signature(catalog: Catalog) -> None:
     class Refusing:
         name = "refusing"
         sorted_listing = True
+        skipped_by_store: tuple[str, ...] = ()
 
         def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
             raise TransientError(

@@ -52,4 +52,8 @@ def open_catalog(url: str) -> Catalog:
                 f"catalog {url.split('@')[-1]}: PostgreSQL needs psycopg: pip install 'syncd[postgres]'"
             ) from exc
         return PostgresCatalog(url)
-    raise ConfigError(f"catalog: unsupported URL {url!r} (use sqlite:///PATH or postgresql://...)")
+    from syncd.logs import scrub
+
+    raise ConfigError(
+        f"catalog: unsupported URL {scrub(url)!r} (use sqlite:///PATH or postgresql://...)"
+    )

@@ -1,11 +1,16 @@
 """The catalog in PostgreSQL (psycopg 3), for scale and for many processes on many machines.
 
-Keys use `COLLATE "C"` so that index order is UTF-8 byte order, as listings are. Bulk writes
-go through COPY into a temporary staging table, then one set-based upsert.
+Keys use `COLLATE "C"` so that index order is UTF-8 byte order, as listings are. A btree
+entry holds at most about 2.7 KB, less than a key may be (1,024 CJK characters are 3 KB of
+UTF-8), so items are unique on the key's SHA-256 and ordered through an index on its first
+512 characters: ordering by (prefix, key) is ordering by key, and keys sharing a prefix are
+few. Bulk writes go through COPY into a temporary staging table, then one set-based upsert.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -15,6 +20,11 @@ import psycopg
 from psycopg import sql as pgsql
 
 from syncd.catalog.sql import ITEM_COLUMNS, ROW_COLUMNS, UPSERT_SET, SqlCatalog
+from syncd.errors import CatalogError, CatalogUnavailable, ConfigError
+from syncd.logs import scrub
+
+#: Characters of a key the order index holds: 2,048 bytes of UTF-8 at most.
+KEY_PREFIX = 512
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -47,7 +57,22 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE items ADD COLUMN verify BOOLEAN NOT NULL DEFAULT FALSE",
         "ALTER TABLE items ADD COLUMN history TEXT",
-        "CREATE INDEX items_verify ON items (dataset_id, driver_id, key) WHERE verify",
+        "CREATE INDEX items_verify ON items (dataset_id, driver_id) WHERE verify",
+    ],
+    [
+        "ALTER TABLE dead_letters ADD COLUMN message_id TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE dead_letters ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE dead_letters ADD COLUMN last_received_at DOUBLE PRECISION",
+        "CREATE UNIQUE INDEX dead_letters_message ON dead_letters (source, message_id) "
+        "WHERE message_id <> ''",
+    ],
+    [
+        "ALTER TABLE items ADD COLUMN key_hash BYTEA",
+        "UPDATE items SET key_hash = sha256(convert_to(key, 'UTF8'))",
+        "ALTER TABLE items ALTER COLUMN key_hash SET NOT NULL",
+        "ALTER TABLE items DROP CONSTRAINT items_pkey",
+        "ALTER TABLE items ADD PRIMARY KEY (dataset_id, driver_id, key_hash)",
+        f"CREATE INDEX items_key_order ON items (dataset_id, driver_id, left(key, {KEY_PREFIX}))",
     ],
 ]
 # Any constant works: it only has to be the same in every process that migrates.
@@ -63,20 +88,74 @@ def split_schema(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(query=rest)), schema
 
 
+def key_hash(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def display_url(url: str) -> str:
+    """The URL without its user info: what an error may show."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, f"{host}{port}", parts.path, parts.query, ""))
+
+
 class PostgresCatalog(SqlCatalog):
     """PostgreSQL. Writers serialize on the `counters` row (SELECT ... FOR UPDATE)."""
 
     placeholder = "%s"
+    _key_order = f"left(key, {KEY_PREFIX}), key"
+    _after = f"left(key, {KEY_PREFIX}) >= left(?, {KEY_PREFIX}) AND key > ?"
+    _conflict = "(dataset_id, driver_id, key_hash)"
+    _item_columns = f"{ITEM_COLUMNS}, key_hash"
 
     def __init__(self, url: str) -> None:
         self.url = url
-        conninfo, self.schema = split_schema(url)
-        self._conn = psycopg.connect(conninfo, autocommit=True)
+        self.where = f"catalog {display_url(url)}"
+        self._conninfo, self.schema = split_schema(url)
+        with self._guard():
+            self._conn = self._connect()
+            self._migrate()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(f"{self.where}: not a PostgreSQL URL: {_first_line(exc)}") from None
         if self.schema:
             name = pgsql.Identifier(self.schema)
-            self._conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
-            self._conn.execute(pgsql.SQL("SET search_path TO {}").format(name))
-        self._migrate()
+            conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
+            conn.execute(pgsql.SQL("SET search_path TO {}").format(name))
+        return conn
+
+    def reconnect(self) -> None:
+        with contextlib.suppress(psycopg.Error):
+            self._conn.close()
+        with self._guard():
+            self._conn = self._connect()
+
+    def _translate(self, exc: Exception) -> Exception | None:
+        if not isinstance(exc, psycopg.Error):
+            return None
+        text = scrub(_first_line(exc))
+        if isinstance(exc, psycopg.errors.DiskFull):
+            return CatalogUnavailable(f"{self.where}: the server's disk is full: {text}")
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) or self._conn_lost():
+            return CatalogUnavailable(
+                f"{self.where}: cannot reach the database ({text}); check that it is running "
+                "and reachable, then run again"
+            )
+        return CatalogError(f"{self.where}: {text}")
+
+    def _conn_lost(self) -> bool:
+        conn = getattr(self, "_conn", None)
+        return conn is None or conn.closed or conn.broken
+
+    def _after_params(self, key: str) -> tuple[Any, ...]:
+        return (key, key)
+
+    def _item_params(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (*row, key_hash(row[2]))
 
     def _migrate(self) -> None:
         with self._conn.transaction(), self._conn.cursor() as cur:
@@ -108,12 +187,12 @@ class PostgresCatalog(SqlCatalog):
     def _keys_query(
         self, dataset_id: int, driver_id: int, keys: list[str]
     ) -> tuple[str, Sequence[Any]]:
-        # One array parameter compared in the column's own collation, so the primary key
-        # index is used (an IN list of untyped parameters can fall back to a scan).
+        # One array parameter on the primary key (an IN list of untyped parameters can fall
+        # back to a scan).
         return (
             f"SELECT {ROW_COLUMNS} FROM items WHERE dataset_id = %s AND driver_id = %s "
-            'AND key = ANY(%s::text[] COLLATE "C")',
-            (dataset_id, driver_id, keys),
+            "AND key_hash = ANY(%s::bytea[])",
+            (dataset_id, driver_id, [key_hash(k) for k in keys]),
         )
 
     def _bulk_upsert(self, cursor: Any, rows: list[tuple[Any, ...]]) -> None:
@@ -121,12 +200,13 @@ class PostgresCatalog(SqlCatalog):
             "CREATE TEMP TABLE IF NOT EXISTS stage_items "
             "(LIKE items INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
-        with cursor.copy(f"COPY stage_items ({ITEM_COLUMNS}) FROM STDIN".encode()) as copy:
+        columns = self._item_columns
+        with cursor.copy(f"COPY stage_items ({columns}) FROM STDIN".encode()) as copy:
             for row in rows:
-                copy.write_row(row)
+                copy.write_row((*row, key_hash(row[2])))
         cursor.execute(
-            f"INSERT INTO items ({ITEM_COLUMNS}) SELECT {ITEM_COLUMNS} FROM stage_items "
-            f"ON CONFLICT (dataset_id, driver_id, key) DO UPDATE SET {UPSERT_SET}".encode()
+            f"INSERT INTO items ({columns}) SELECT {columns} FROM stage_items "
+            f"ON CONFLICT {self._conflict} DO UPDATE SET {UPSERT_SET}".encode()
         )
 
     def _bulk_changes(self, cursor: Any, rows: list[tuple[Any, ...]]) -> None:
@@ -136,3 +216,7 @@ class PostgresCatalog(SqlCatalog):
         ) as copy:
             for row in rows:
                 copy.write_row(row)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

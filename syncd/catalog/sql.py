@@ -68,6 +68,20 @@ class SqlCatalog(ABC):
 
     url: str
     placeholder = "?"
+    #: How rows are ordered by key, and the condition a keyset page starts after a key with
+    #: (its `?` take `_after_params(key)`). PostgreSQL cannot index whole long keys.
+    _key_order = "key"
+    _after = "key > ?"
+    #: The unique key items are upserted on, and their columns in write order.
+    _conflict = "(dataset_id, driver_id, key)"
+    _item_columns = ITEM_COLUMNS
+
+    def _after_params(self, key: str) -> tuple[Any, ...]:
+        return (key,)
+
+    def _item_params(self, row: ItemTuple) -> ItemTuple:
+        """One item row (`ITEM_COLUMNS` order) as the dialect writes it."""
+        return row
 
     # -- dialect hooks -------------------------------------------------------------------
 
@@ -78,6 +92,34 @@ class SqlCatalog(ABC):
     @abstractmethod
     def _write_lock(self) -> AbstractContextManager[Any]:
         """Begin a transaction holding the single writer lock; yield a cursor."""
+
+    @abstractmethod
+    def _translate(self, exc: Exception) -> Exception | None:
+        """The syncd error a database driver's exception means, or None if not the driver's."""
+
+    @abstractmethod
+    def reconnect(self) -> None:
+        """Drop the connection and open a new one (after `CatalogUnavailable`)."""
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            translated = self._translate(exc)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> _Result:
+        with self._guard():
+            return _Result(self._execute(sql, params).fetchall())
+
+    @contextmanager
+    def _locked(self) -> Iterator[Any]:
+        """The writer lock, with driver errors told as syncd's."""
+        with self._guard(), self._write_lock() as cursor:
+            yield cursor
 
     @abstractmethod
     def _bulk_upsert(self, cursor: Any, rows: list[ItemTuple]) -> None: ...
@@ -103,10 +145,10 @@ class SqlCatalog(ABC):
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
     def _upsert_sql(self, guarded: bool) -> str:
-        marks = ", ".join(["?"] * 15)
+        marks = ", ".join(["?"] * len(self._item_columns.split(",")))
         sql = (
-            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES ({marks}) "
-            f"ON CONFLICT (dataset_id, driver_id, key) DO UPDATE SET {UPSERT_SET}"
+            f"INSERT INTO items ({self._item_columns}) VALUES ({marks}) "
+            f"ON CONFLICT {self._conflict} DO UPDATE SET {UPSERT_SET}"
         )
         if guarded:
             sql += " WHERE items.change_id <= ?"
@@ -116,14 +158,14 @@ class SqlCatalog(ABC):
 
     def find_id(self, kind: Literal["dataset", "driver"], name: str) -> int | None:
         table = "datasets" if kind == "dataset" else "drivers"
-        row = self._execute(self._sql(f"SELECT id FROM {table} WHERE name = ?"), (name,)).fetchone()
+        row = self._run(self._sql(f"SELECT id FROM {table} WHERE name = ?"), (name,)).fetchone()
         return int(row[0]) if row else None
 
     def dataset_id(self, name: str) -> int:
-        row = self._execute(self._sql("SELECT id FROM datasets WHERE name = ?"), (name,)).fetchone()
+        row = self._run(self._sql("SELECT id FROM datasets WHERE name = ?"), (name,)).fetchone()
         if row:
             return int(row[0])
-        with self._write_lock() as cur:
+        with self._locked() as cur:
             cur.execute(
                 self._sql(
                     "INSERT INTO datasets (name, created_at) VALUES (?, ?) "
@@ -135,12 +177,12 @@ class SqlCatalog(ABC):
             return int(cur.fetchone()[0])
 
     def driver_id(self, name: str, provider: str, bucket: str, prefix: str) -> int:
-        row = self._execute(
+        row = self._run(
             self._sql("SELECT id, provider, bucket, prefix FROM drivers WHERE name = ?"), (name,)
         ).fetchone()
         if row and tuple(row[1:]) == (provider, bucket, prefix):
             return int(row[0])
-        with self._write_lock() as cur:
+        with self._locked() as cur:
             cur.execute(
                 self._sql(
                     "INSERT INTO drivers (name, provider, bucket, prefix) VALUES (?, ?, ?, ?) "
@@ -153,7 +195,7 @@ class SqlCatalog(ABC):
             return int(cur.fetchone()[0])
 
     def last_change_id(self) -> int:
-        row = self._execute("SELECT value FROM counters WHERE name = 'change'").fetchone()
+        row = self._run("SELECT value FROM counters WHERE name = 'change'").fetchone()
         return int(row[0])
 
     # -- the reconciler's read side ------------------------------------------------------
@@ -165,18 +207,19 @@ class SqlCatalog(ABC):
         # writers, and the reconciler only writes keys at or behind the page it has read.
         first = self._sql(
             f"SELECT {ROW_COLUMNS} FROM items WHERE dataset_id = ? AND driver_id = ? "
-            "ORDER BY key LIMIT ?"
+            f"ORDER BY {self._key_order} LIMIT ?"
         )
         after = self._sql(
             f"SELECT {ROW_COLUMNS} FROM items WHERE dataset_id = ? AND driver_id = ? "
-            "AND key > ? ORDER BY key LIMIT ?"
+            f"AND {self._after} ORDER BY {self._key_order} LIMIT ?"
         )
         last = start_after
         while True:
             if last is None:
-                rows = self._execute(first, (dataset_id, driver_id, SCAN_CHUNK)).fetchall()
+                rows = self._run(first, (dataset_id, driver_id, SCAN_CHUNK)).fetchall()
             else:
-                rows = self._execute(after, (dataset_id, driver_id, last, SCAN_CHUNK)).fetchall()
+                params = (dataset_id, driver_id, *self._after_params(last), SCAN_CHUNK)
+                rows = self._run(after, params).fetchall()
             if not rows:
                 return
             yield from rows
@@ -188,7 +231,7 @@ class SqlCatalog(ABC):
 
     @contextmanager
     def transaction(self) -> Iterator[_SqlWriteTx]:
-        with self._write_lock() as cur:
+        with self._locked() as cur:
             cur.execute("SELECT value FROM counters WHERE name = 'change'")
             tx = _SqlWriteTx(self, cur, int(cur.fetchone()[0]))
             yield tx
@@ -204,7 +247,7 @@ class SqlCatalog(ABC):
     ) -> int:
         now = time.time()
         host = socket.gethostname()
-        with self._write_lock() as cur:
+        with self._locked() as cur:
             cur.execute(
                 self._sql(
                     "SELECT id, host, pid, heartbeat_at FROM sync_runs "
@@ -244,7 +287,7 @@ class SqlCatalog(ABC):
         reason: str | None = None,
     ) -> None:
         now = time.time()
-        with self._write_lock() as cur:
+        with self._locked() as cur:
             cur.execute(
                 self._sql(
                     "UPDATE sync_runs SET status = ?, finished_at = ?, heartbeat_at = ?, "
@@ -276,7 +319,7 @@ class SqlCatalog(ABC):
     # -- reads for people and downstream consumers --------------------------------------
 
     def datasets(self) -> list[DatasetSummary]:
-        rows = self._execute(
+        rows = self._run(
             "SELECT ds.id, ds.name, "
             "(SELECT count(*) FROM items i WHERE i.dataset_id = ds.id AND i.deleted = ?), "
             "(SELECT coalesce(sum(size), 0) FROM items i WHERE i.dataset_id = ds.id "
@@ -287,7 +330,7 @@ class SqlCatalog(ABC):
         ).fetchall()
         out = []
         for dataset_id, name, count, size, deleted in rows:
-            drivers = self._execute(
+            drivers = self._run(
                 self._sql(
                     "SELECT DISTINCT dr.name FROM sync_runs r JOIN drivers dr ON dr.id = r.driver_id "
                     "WHERE r.dataset_id = ? ORDER BY dr.name"
@@ -321,8 +364,8 @@ class SqlCatalog(ABC):
         dataset_id = self.find_id("dataset", dataset)
         if dataset_id is None:
             return
-        drivers = self._execute("SELECT id, name FROM drivers ORDER BY name").fetchall()
-        where = "dataset_id = ? AND driver_id = ? AND key > ?"
+        drivers = self._run("SELECT id, name FROM drivers ORDER BY name").fetchall()
+        where = f"dataset_id = ? AND driver_id = ? AND {self._after}"
         extra: list[Any] = []
         if prefix:
             # A key range keeps the index usable; LIKE would need escaping.
@@ -333,7 +376,8 @@ class SqlCatalog(ABC):
             extra.append(False)
         sql = self._sql(
             "SELECT key, size, mtime, etag, version, content_type, media_kind, order_token, "
-            f"observed_at, deleted, change_id, verify FROM items WHERE {where} ORDER BY key LIMIT ?"
+            f"observed_at, deleted, change_id, verify FROM items WHERE {where} "
+            f"ORDER BY {self._key_order} LIMIT ?"
         )
         remaining = limit
         make = Item._make
@@ -343,7 +387,8 @@ class SqlCatalog(ABC):
             last = after[1] if after is not None and driver == after[0] else ""
             while remaining is None or remaining > 0:
                 page = SCAN_CHUNK if remaining is None else min(SCAN_CHUNK, remaining)
-                rows = self._execute(sql, (dataset_id, driver_id, last, *extra, page)).fetchall()
+                params = (dataset_id, driver_id, *self._after_params(last), *extra, page)
+                rows = self._run(sql, params).fetchall()
                 for row in rows:
                     yield make((dataset, driver, *row[:9], bool(row[9]), row[10], bool(row[11])))
                 if remaining is not None:
@@ -363,13 +408,13 @@ class SqlCatalog(ABC):
         if not include_deleted:
             where += " AND i.deleted = ?"
             params.append(False)
-        row = self._execute(
+        row = self._run(
             self._sql(f"SELECT count(*) FROM items i, datasets ds WHERE {where}"), params
         ).fetchone()
         return int(row[0])
 
     def count_changes(self, dataset: str, since: int = 0) -> int:
-        row = self._execute(
+        row = self._run(
             self._sql(
                 "SELECT count(*) FROM changes c JOIN datasets ds ON ds.id = c.dataset_id "
                 "WHERE ds.name = ? AND c.id > ?"
@@ -389,7 +434,7 @@ class SqlCatalog(ABC):
         last = since
         while remaining is None or remaining > 0:
             page = SCAN_CHUNK if remaining is None else min(SCAN_CHUNK, remaining)
-            rows = self._execute(sql, (dataset, last, page)).fetchall()
+            rows = self._run(sql, (dataset, last, page)).fetchall()
             for row in rows:
                 yield Change(int(row[0]), row[1], row[2], row[3], Op(row[4]), *row[5:])
             if len(rows) < page:
@@ -404,7 +449,7 @@ class SqlCatalog(ABC):
         return self._runs_where("ds.name = ?", (dataset,), limit)
 
     def _runs_where(self, where: str, params: Sequence[Any], limit: int) -> list[SyncRun]:
-        rows = self._execute(
+        rows = self._run(
             self._sql(
                 f"SELECT {RUN_COLUMNS} FROM sync_runs r "
                 "JOIN datasets ds ON ds.id = r.dataset_id JOIN drivers dr ON dr.id = r.driver_id "
@@ -431,14 +476,24 @@ class SqlCatalog(ABC):
         ]
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        rows = self._execute(
+        rows = self._run(
             self._sql(
-                "SELECT id, received_at, source, reason, payload FROM dead_letters "
-                "ORDER BY id DESC LIMIT ?"
+                "SELECT id, received_at, source, reason, payload, message_id, attempts "
+                "FROM dead_letters ORDER BY id DESC LIMIT ?"
             ),
             (limit,),
         ).fetchall()
-        return [DeadLetter(int(r[0]), r[1], r[2], r[3], r[4]) for r in rows]
+        return [DeadLetter(int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6])) for r in rows]
+
+
+class _Result(list[tuple[Any, ...]]):
+    """Fetched rows, read like a cursor's."""
+
+    def fetchone(self) -> Any:
+        return self[0] if self else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self
 
 
 class _SqlWriteTx:
@@ -488,7 +543,8 @@ class _SqlWriteTx:
             sql = self._catalog._upsert_sql(guarded=True)
             for write in writes:
                 change_id = first + len(applied)
-                self._cur.execute(sql, (dataset_id, driver_id, *write.state, change_id, guard))
+                row = self._catalog._item_params((dataset_id, driver_id, *write.state, change_id))
+                self._cur.execute(sql, (*row, guard))
                 if self._cur.rowcount == 1:
                     applied.append(write)
         now = time.time()
@@ -501,18 +557,23 @@ class _SqlWriteTx:
         self.counter += len(applied)
         return WriteResult(applied=applied, first_change_id=first)
 
-    def dead_letter(self, source: str, reason: str, payload: str) -> None:
+    def dead_letter(self, source: str, reason: str, payload: str, message_id: str = "") -> None:
+        # One row per delivered message: a redelivery counts an attempt, it adds no row.
         self._cur.execute(
             self._catalog._sql(
-                "INSERT INTO dead_letters (received_at, source, reason, payload) VALUES (?, ?, ?, ?)"
+                "INSERT INTO dead_letters (received_at, source, reason, payload, message_id, "
+                "attempts, last_received_at) VALUES (?, ?, ?, ?, ?, 1, ?) "
+                "ON CONFLICT (source, message_id) WHERE message_id <> '' DO UPDATE SET "
+                "attempts = dead_letters.attempts + 1, "
+                "last_received_at = excluded.last_received_at, reason = excluded.reason"
             ),
-            # PostgreSQL text cannot hold NUL; a poison payload must still be storable, or its
-            # whole batch would fail and come back forever.
             (
                 time.time(),
-                source,
-                reason.replace("\x00", "\\u0000"),
-                payload.replace("\x00", "\\u0000"),
+                _storable(source),
+                _storable(reason),
+                _storable(payload),
+                _storable(message_id),
+                time.time(),
             ),
         )
 
@@ -533,6 +594,18 @@ class _SqlWriteTx:
                 run_id,
             ),
         )
+
+
+def _storable(text: str) -> str:
+    """Text any catalog can hold. PostgreSQL text cannot hold NUL, and neither database a
+    lone surrogate: a poison payload must still be storable, or its whole batch would fail
+    and come back forever."""
+    text = text.replace("\x00", "\\u0000")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def _pid_alive(pid: int) -> bool:

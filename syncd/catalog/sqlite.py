@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.catalog.sql import SqlCatalog
+from syncd.errors import CatalogError, CatalogUnavailable
 
 # Keys compare with SQLite's default BINARY collation: UTF-8 byte order, as listings do.
 MIGRATIONS: list[list[str]] = [
@@ -38,10 +40,33 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, received_at REAL NOT NULL, "
         "source TEXT NOT NULL, reason TEXT NOT NULL, payload TEXT NOT NULL)",
     ],
+    # Items become a STRICT table, so a value of the wrong type is refused when written
+    # instead of breaking every later read. Rows written wrongly before are kept, coerced,
+    # and marked to verify: the next sync rewrites them from what it lists.
     [
-        "ALTER TABLE items ADD COLUMN verify INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE items ADD COLUMN history TEXT",
-        "CREATE INDEX items_verify ON items (dataset_id, driver_id, key) WHERE verify = 1",
+        "CREATE TABLE items_strict (dataset_id INTEGER NOT NULL, driver_id INTEGER NOT NULL, "
+        "key TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL, etag TEXT, "
+        "version TEXT, content_type TEXT, media_kind TEXT, order_token TEXT, "
+        "observed_at REAL NOT NULL, deleted INTEGER NOT NULL DEFAULT 0, "
+        "change_id INTEGER NOT NULL, verify INTEGER NOT NULL DEFAULT 0, history TEXT, "
+        "PRIMARY KEY (dataset_id, driver_id, key)) STRICT, WITHOUT ROWID",
+        "INSERT INTO items_strict SELECT dataset_id, driver_id, CAST(key AS TEXT), "
+        "CAST(size AS INTEGER), CAST(mtime AS REAL), CAST(etag AS TEXT), "
+        "CAST(version AS TEXT), CAST(content_type AS TEXT), CAST(media_kind AS TEXT), "
+        "CAST(order_token AS TEXT), CAST(observed_at AS REAL), CAST(deleted AS INTEGER), "
+        "change_id, typeof(size) <> 'integer' OR typeof(mtime) NOT IN ('real', 'integer') "
+        "OR typeof(observed_at) NOT IN ('real', 'integer') "
+        "OR typeof(deleted) <> 'integer', NULL FROM items",
+        "DROP TABLE items",
+        "ALTER TABLE items_strict RENAME TO items",
+        "CREATE INDEX items_verify ON items (dataset_id, driver_id) WHERE verify = 1",
+    ],
+    [
+        "ALTER TABLE dead_letters ADD COLUMN message_id TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE dead_letters ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE dead_letters ADD COLUMN last_received_at REAL",
+        "CREATE UNIQUE INDEX dead_letters_message ON dead_letters (source, message_id) "
+        "WHERE message_id <> ''",
     ],
 ]
 
@@ -51,17 +76,79 @@ class SqliteCatalog(SqlCatalog):
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 60.0) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.url = f"sqlite:///{self.path}"
-        self._conn = sqlite3.connect(
-            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        self._busy_timeout = busy_timeout
+        if self.path != ":memory:":
+            self._check_path(Path(self.path))
+        with self._guard():
+            self._conn = self._connect()
+            self._migrate()
+
+    def _check_path(self, path: Path) -> None:
+        if path.is_dir():
+            raise CatalogError(f"catalog {path}: is a folder; name a file (sqlite:///PATH.db)")
+        if path.is_file() and path.stat().st_size == 0:
+            # SQLite would take an empty file for a new database and restart change ids at
+            # 1 under every consumer that reads the feed "since N".
+            raise CatalogError(
+                f"catalog {path}: the file is empty (0 bytes), not a syncd catalog; restore it "
+                "from a backup, or delete it to start a new catalog (change ids restart at 1)"
+            )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CatalogError(
+                f"catalog {path}: cannot create its folder {path.parent}: {exc.strerror}"
+            ) from None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
         )
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        self._conn.execute("PRAGMA foreign_keys = OFF")
-        self._conn.execute("PRAGMA cache_size = -65536")
-        self._migrate()
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("PRAGMA cache_size = -65536")
+        return conn
+
+    def reconnect(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+        with self._guard():
+            self._conn = self._connect()
+
+    def _translate(self, exc: Exception) -> Exception | None:
+        if not isinstance(exc, sqlite3.Error):
+            return None
+        text = str(exc)
+        where = f"catalog {self.path}"
+        if "database is locked" in text or "database table is locked" in text:
+            return CatalogUnavailable(
+                f"{where}: locked by another process for over {self._busy_timeout:.0f}s; "
+                "try again when it has finished"
+            )
+        if "database or disk is full" in text:
+            return CatalogUnavailable(f"{where}: the disk is full; free space and run again")
+        if "disk I/O error" in text:
+            return CatalogUnavailable(f"{where}: disk I/O error; check the disk and run again")
+        if "file is not a database" in text:
+            return CatalogError(
+                f"{where}: not a SQLite database (another kind of file, or damaged); restore "
+                "it from a backup or point `catalog:` elsewhere"
+            )
+        if "malformed" in text or "corrupt" in text:
+            return CatalogError(f"{where}: the database is damaged ({text}); restore a backup")
+        if "readonly" in text or "read-only" in text:
+            return CatalogError(
+                f"{where}: cannot write: the file or its folder is read-only for this user"
+            )
+        if "unable to open" in text:
+            return CatalogError(
+                f"{where}: cannot open: check that its folder exists and is writable"
+            )
+        if isinstance(exc, sqlite3.OperationalError | sqlite3.InterfaceError):
+            return CatalogUnavailable(f"{where}: {text}")
+        return CatalogError(f"{where}: {text}")
 
     def _migrate(self) -> None:
         with self._write_lock() as cur:

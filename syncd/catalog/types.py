@@ -164,6 +164,9 @@ class DeadLetter:
     source: str
     reason: str
     payload: str
+    message_id: str = ""
+    #: Deliveries of the same message (by source and id) since the first.
+    attempts: int = 1
 
 
 @dataclass(slots=True)
@@ -203,7 +206,7 @@ class WriteTx(Protocol):
         """
         ...
 
-    def dead_letter(self, source: str, reason: str, payload: str) -> None: ...
+    def dead_letter(self, source: str, reason: str, payload: str, message_id: str = "") -> None: ...
 
     def heartbeat(self, run_id: int, counts: RunCounts) -> None: ...
 
@@ -212,6 +215,10 @@ class Catalog(Protocol):
     url: str
 
     def close(self) -> None: ...
+
+    def reconnect(self) -> None:
+        """Drop the connection and open a new one (after `CatalogUnavailable`)."""
+        ...
 
     def find_id(self, kind: Literal["dataset", "driver"], name: str) -> int | None:
         """The id of an existing dataset or driver, without creating it."""

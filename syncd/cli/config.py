@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from syncd.cli.context import EXIT_OK, UsageError, config_of
+from syncd.cli.context import EXIT_OK, EXIT_USAGE, UsageError, config_of
 from syncd.cli.render import emit_json
-from syncd.config import config_path
+from syncd.config import check_config, config_path
 
 EXAMPLE_CONFIG = """\
 # syncd configuration. Secrets are never written here: use env:NAME, file:PATH, or leave
@@ -60,6 +61,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     config = config_of(args)
     source = config_path(args.config)
+    problems = check_config(config)
+    if problems:
+        if args.json:
+            emit_json({"valid": False, "config": str(source), "errors": problems})
+        else:
+            print("config error:\n" + "\n".join(problems), file=sys.stderr)
+        return EXIT_USAGE
     if args.json:
         emit_json({"valid": True, "config": str(source), "datasets": len(config.datasets)})
     else:

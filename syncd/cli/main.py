@@ -7,7 +7,9 @@ deleted). With several (dataset, driver) pairs the worst wins: 2, then 1, then 3
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 import structlog
@@ -42,8 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: object) -> None:
+    # Unwinds like Ctrl-C: the open transaction rolls back, the run is recorded
+    # `interrupted` with what was committed, and the process exits 143.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
     logs.configure(args.log_level)
     log = structlog.get_logger("syncd.cli")
     try:

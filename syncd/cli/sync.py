@@ -10,7 +10,7 @@ from typing import Any
 from syncd.cli.context import exit_for, max_delete_arg, project_of
 from syncd.cli.render import emit_json, progress, size, table
 from syncd.config import Dataset, Driver
-from syncd.reconcile import Progress, SyncResult
+from syncd.reconcile import PLAN_LIMIT, Progress, SyncResult
 from syncd.sync import SyncReport
 from syncd.views import result_view
 
@@ -32,6 +32,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             max_delete=args.max_delete,
             progress_for=progress_for,
+            plan_limit=None if args.json or args.plan else PLAN_LIMIT,
         )
     finally:
         project.close()
@@ -113,9 +114,7 @@ def _print_plan(result: SyncResult, rows: int | None) -> None:
     )
     planned = result.counts.added + result.counts.updated + result.counts.deleted
     if planned > len(shown):
-        hint = (
-            " (--plan shows up to 1,000; --json all)" if rows is not None else " (--json lists all)"
-        )
+        hint = " (--plan or --json shows every one)" if rows is not None else ""
         print(f"... and {planned - len(shown):,} more{hint}")
 
 
@@ -124,9 +123,7 @@ def register(sub: Any) -> None:
     p.add_argument("--dataset", help="only this dataset's drivers")
     p.add_argument("--driver", help="only this driver")
     p.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
-    p.add_argument(
-        "--plan", action="store_true", help="with --dry-run: print every planned change shown"
-    )
+    p.add_argument("--plan", action="store_true", help="with --dry-run: print every planned change")
     p.add_argument("--json", action="store_true", help="print one JSON result on stdout")
     p.add_argument(
         "--max-delete",

@@ -20,7 +20,7 @@ import structlog
 
 from syncd.catalog.types import Catalog, CatalogRow, ItemState, ItemWrite, Op
 from syncd.config import Config, Driver
-from syncd.errors import NotFound, SyncdError
+from syncd.errors import CatalogUnavailable, NotFound, SyncdError
 from syncd.events.order import KeyState, fold
 from syncd.events.types import EventKind, Message, ObjectEvent
 from syncd.storage import key_filter
@@ -147,7 +147,7 @@ class EventApplier:
         bad = [m for m in messages if m.error is not None]
         with self.catalog.transaction() as tx:
             for message in bad:
-                tx.dead_letter(message.source, message.error or "", message.raw)
+                tx.dead_letter(message.source, message.error or "", message.raw, message.id)
                 log.warning(
                     "message dead-lettered",
                     source=message.source,
@@ -225,24 +225,74 @@ class EventApplier:
 
 
 def apply_all(applier: EventApplier, messages: Iterable[Message], batch: int = 500) -> BatchResult:
-    """Apply in batches of `batch` messages; a batch that fails is reported as failed."""
+    """Apply in transactions of up to `batch` messages, so that one message never holds back
+    the others.
+
+    A batch whose commit fails for a reason in the data is split in halves until the
+    message at fault is alone; that message is dead-lettered with the reason and the rest
+    committed. When the catalog cannot be reached, the connection is opened anew and the
+    batch tried once more; if that fails too, its messages are reported failed (the
+    platform delivers them again).
+    """
     total = BatchResult()
     chunk: list[Message] = []
-
-    def flush() -> None:
-        try:
-            done = applier.apply(chunk)
-        except Exception as exc:
-            log.error("batch failed", error=str(exc), messages=len(chunk))
-            total.failed += [m.id for m in chunk]
-            return
-        total.add(done)
-
+    state = {"reconnected": False}
     for message in messages:
         chunk.append(message)
         if len(chunk) >= batch:
-            flush()
+            _apply_isolating(applier, chunk, total, state)
             chunk = []
     if chunk:
-        flush()
+        _apply_isolating(applier, chunk, total, state)
     return total
+
+
+def _apply_isolating(
+    applier: EventApplier, chunk: list[Message], total: BatchResult, state: dict[str, bool]
+) -> None:
+    try:
+        total.add(applier.apply(chunk))
+        return
+    except CatalogUnavailable as exc:
+        if state["reconnected"]:
+            _failed(chunk, total, exc)
+            return
+        state["reconnected"] = True
+        log.warning("catalog unreachable; reconnecting", error=str(exc), messages=len(chunk))
+        try:
+            applier.catalog.reconnect()
+            total.add(applier.apply(chunk))
+            return
+        except CatalogUnavailable as again:
+            _failed(chunk, total, again)
+            return
+        except Exception as again:
+            error: Exception = again
+    except Exception as exc:
+        error = exc
+    if len(chunk) == 1:
+        _dead_letter(applier, chunk[0], total, error)
+        return
+    middle = len(chunk) // 2
+    _apply_isolating(applier, chunk[:middle], total, state)
+    _apply_isolating(applier, chunk[middle:], total, state)
+
+
+def _failed(chunk: list[Message], total: BatchResult, exc: Exception) -> None:
+    log.error("batch not committed", error=str(exc), messages=len(chunk))
+    total.failed += [m.id for m in chunk]
+
+
+def _dead_letter(
+    applier: EventApplier, message: Message, total: BatchResult, exc: Exception
+) -> None:
+    """A message that cannot be stored, alone in its transaction: a permanent failure."""
+    reason = f"cannot be stored: {type(exc).__name__}: {exc}"[:2000]
+    try:
+        with applier.catalog.transaction() as tx:
+            tx.dead_letter(message.source, reason, message.raw, message.id)
+    except Exception as again:
+        _failed([message], total, again)
+        return
+    log.warning("message dead-lettered", source=message.source, id=message.id, reason=reason)
+    total.dead_lettered += 1

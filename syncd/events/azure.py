@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from syncd.events.aws import PayloadError
-from syncd.events.timeparse import epoch
+from syncd.events.payloads import BlobEventData, GridEvent, PayloadError, read, storable
 from syncd.events.types import EventKind, Message, ObjectEvent, azure_token
 
 VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
@@ -27,44 +26,51 @@ def _split_subject(subject: str) -> tuple[str, str]:
     head, _, rest = subject.partition(marker)
     container, sep, name = rest.partition("/blobs/")
     if (not head.endswith("/blobServices/default") and head != "/blobServices/default") or not sep:
-        raise PayloadError(f"subject {subject!r} does not name a blob")
+        raise PayloadError(f"subject {subject[:200]!r} does not name a blob")
     return container, name
 
 
-def _names_a_version(url: Any) -> bool:
+def _names_a_version(url: str | None) -> bool:
     """A delete of a previous version or a snapshot leaves the base blob as it is."""
-    query = urlsplit(str(url or "")).query.lower()
+    query = urlsplit(url or "").query.lower()
     return "versionid=" in query or "snapshot=" in query
 
 
-def event_of(document: Mapping[str, Any]) -> ObjectEvent | None:
+def event_of(document: Any) -> ObjectEvent | None:
     """One Event Grid or CloudEvents-schema event; None for types syncd does not track.
 
     BlobDeleted hides the blob (on versioning or soft-delete accounts too: the current
     version becomes a previous one), unless its URL names a version or snapshot.
     """
-    event_type = str(document.get("eventType") or document.get("type") or "")
+    event = read(GridEvent, document, "Event Grid event")
+    event_type = event.eventType or event.type or ""
     kind = _KINDS.get(event_type)
     if kind is None:
         return None
-    data = document.get("data") or {}
-    if kind is EventKind.DELETED and _names_a_version(data.get("url")):
+    data = event.data or BlobEventData()
+    if kind is EventKind.DELETED and _names_a_version(data.url):
         return None
-    container, name = _split_subject(str(document.get("subject", "")))
+    container, name = _split_subject(event.subject)
     if not name:
         raise PayloadError("event without a blob name")
-    size = data.get("contentLength")
+    try:
+        key = storable(name)
+    except ValueError as exc:
+        raise PayloadError(f"blob name {exc}") from None
+    moment = event.eventTime if event.eventTime is not None else event.time
+    if moment is None:
+        raise PayloadError("event without eventTime or time")
     return ObjectEvent(
         kind=kind,
         provider="azure",
         bucket=container,
-        key=name,
-        event_time=epoch(document.get("eventTime") or document.get("time")),
-        token=azure_token(data.get("sequencer")),
-        size=int(size) if size is not None and kind is EventKind.CREATED else None,
-        etag=(data.get("eTag") or "").strip('"') or None,
-        content_type=data.get("contentType"),
-        event_id=str(document.get("id") or "") or None,
+        key=key,
+        event_time=moment,
+        token=azure_token(data.sequencer),
+        size=data.contentLength if kind is EventKind.CREATED else None,
+        etag=(data.eTag or "").strip('"') or None,
+        content_type=data.contentType,
+        event_id=event.id or None,
         cause=event_type,
     )
 
@@ -97,7 +103,7 @@ def parse_event_grid_batch(events: Any, source: str = "azure:eventgrid") -> list
         if not isinstance(document, Mapping):
             out.append(Message(id="", source=source, raw=raw, error="event is not an object"))
             continue
-        message = Message(id=str(document.get("id", "")), source=source, raw=raw)
+        message = Message(id=str(document.get("id", ""))[:200], source=source, raw=raw)
         try:
             event = event_of(document)
             if event is not None:
@@ -107,9 +113,8 @@ def parse_event_grid_batch(events: Any, source: str = "azure:eventgrid") -> list
             ):
                 pass
             else:
-                message.error = (
-                    f"unsupported event type {document.get('eventType') or document.get('type')!r}"
-                )
+                kind = str(document.get("eventType") or document.get("type"))[:80]
+                message.error = f"unsupported event type {kind!r}"
         except PayloadError as exc:
             message.error = str(exc)
         out.append(message)

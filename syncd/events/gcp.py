@@ -10,13 +10,18 @@ refreshes the object at its new metageneration."""
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
 from typing import Any
 
-from syncd.events.aws import PayloadError
-from syncd.events.timeparse import epoch
+from syncd.events.payloads import (
+    GcsAttributes,
+    GcsObject,
+    PayloadError,
+    PubsubMessage,
+    event_time,
+    read,
+)
 from syncd.events.types import (
     GCS_FINAL_METAGENERATION,
     EventKind,
@@ -48,37 +53,41 @@ _GEN1_KINDS = {
 }
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
 def object_event(
     kind: EventKind,
-    resource: Mapping[str, Any],
+    resource: Any,
     event_id: str | None,
     time: str | None,
     cause: str | None = None,
 ) -> ObjectEvent:
     """An event from a Cloud Storage object resource (the JSON API's object)."""
-    bucket, name = resource.get("bucket"), resource.get("name")
-    if not bucket or not name:
-        raise PayloadError("object resource without bucket or name")
-    md5 = resource.get("md5Hash")
-    etag = base64.b64decode(md5).hex() if md5 else resource.get("etag")
-    size = resource.get("size")
-    metageneration = (
-        GCS_FINAL_METAGENERATION if kind is EventKind.DELETED else resource.get("metageneration")
-    )
+    obj = read(GcsObject, resource, "object resource")
+    moment = event_time(time, "event time") if time is not None else obj.updated
+    if moment is None:
+        raise PayloadError("object resource without an event time or `updated`")
+    metageneration = GCS_FINAL_METAGENERATION if kind is EventKind.DELETED else obj.metageneration
     return ObjectEvent(
         kind=kind,
         provider="gcs",
-        bucket=str(bucket),
-        key=str(name),
-        event_time=epoch(time or resource.get("updated")),
-        token=gcs_token(resource.get("generation"), metageneration),
-        size=int(size) if size is not None and kind is EventKind.CREATED else None,
-        etag=etag,
-        version=str(resource["generation"]) if resource.get("generation") else None,
-        content_type=resource.get("contentType"),
+        bucket=obj.bucket,
+        key=obj.name,
+        event_time=moment,
+        token=gcs_token(obj.generation, metageneration),
+        size=obj.size if kind is EventKind.CREATED else None,
+        etag=obj.md5Hash or obj.etag,
+        version=str(obj.generation) if obj.generation is not None else None,
+        content_type=obj.contentType,
         event_id=event_id,
         cause=cause,
     )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def parse_cloud_event(attributes: Mapping[str, Any], data: Any) -> Message:
@@ -87,11 +96,11 @@ def parse_cloud_event(attributes: Mapping[str, Any], data: Any) -> Message:
     resource; a Pub/Sub `messagePublished` event's `data` carries the notification."""
     if attributes.get("type") == PUBSUB_CLOUD_EVENT:
         return parse_pubsub_cloud_event(attributes, data)
-    raw = json.dumps({"attributes": dict(attributes), "data": data}, default=str)
-    message = Message(id=str(attributes.get("id", "")), source="gcp:cloudevent", raw=raw)
+    raw = _dumps({"attributes": dict(attributes), "data": data})
+    message = Message(id=_text(attributes.get("id")) or "", source="gcp:cloudevent", raw=raw)
     kind = _CLOUD_EVENT_KINDS.get(str(attributes.get("type")))
     if kind is None:
-        message.error = f"unsupported CloudEvent type {attributes.get('type')!r}"
+        message.error = f"unsupported CloudEvent type {str(attributes.get('type'))[:80]!r}"
         return message
     if not isinstance(data, Mapping):
         message.error = "CloudEvent data is not an object resource"
@@ -100,15 +109,24 @@ def parse_cloud_event(attributes: Mapping[str, Any], data: Any) -> Message:
         return message
     try:
         message.events = [
-            object_event(kind, data, message.id, attributes.get("time"), str(attributes["type"]))
+            object_event(
+                kind, data, message.id, _text(attributes.get("time")), str(attributes["type"])
+            )
         ]
     except PayloadError as exc:
         message.error = str(exc)
     return message
 
 
-def parse_structured_cloud_event(body: Mapping[str, Any]) -> Message:
+def parse_structured_cloud_event(body: Any) -> Message:
     """The structured HTTP mode: one JSON document with the attributes and `data`."""
+    if not isinstance(body, Mapping):
+        return Message(
+            id="",
+            source="gcp:cloudevent",
+            raw=_dumps(body),
+            error=f"CloudEvent body is not a JSON object (got {type(body).__name__})",
+        )
     attributes = {k: v for k, v in body.items() if k != "data"}
     return parse_cloud_event(attributes, body.get("data"))
 
@@ -118,19 +136,19 @@ def parse_binary_cloud_event(headers: Mapping[str, str], body: bytes) -> Message
     attributes = {k.lower()[3:]: v for k, v in headers.items() if k.lower().startswith("ce-")}
     try:
         data = json.loads(body)
-    except json.JSONDecodeError:
-        message = Message(
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        return Message(
             id=attributes.get("id", ""),
             source="gcp:cloudevent",
             raw=body.decode("utf-8", "replace"),
+            error="CloudEvent body is not JSON",
         )
-        message.error = "CloudEvent body is not JSON"
-        return message
     return parse_cloud_event(attributes, data)
 
 
-def parse_background_event(data: Mapping[str, Any], context: Any) -> Message:
-    """A gen1 background function: (`data` = object resource, `context` with eventType)."""
+def parse_background_event(data: Any, context: Any) -> Message:
+    """A gen1 background function: (`data` = object resource, `context` with eventType),
+    or on a Pub/Sub trigger (`data` = {data (base64), attributes})."""
 
     def attr(name: str) -> Any:
         return context.get(name) if isinstance(context, Mapping) else getattr(context, name, None)
@@ -139,83 +157,90 @@ def parse_background_event(data: Mapping[str, Any], context: Any) -> Message:
     event_id = str(attr("event_id") or attr("eventId") or "")
     if event_type == PUBSUB_GEN1_EVENT:
         return _pubsub_of(event_id, data, source="gcp:gen1-pubsub")
-    message = Message(id=event_id, source="gcp:gen1", raw=json.dumps(dict(data), default=str))
+    message = Message(id=event_id, source="gcp:gen1", raw=_dumps(data))
     kind = _GEN1_KINDS.get(str(event_type))
     if kind is None:
-        message.error = f"unsupported background event type {event_type!r}"
+        message.error = f"unsupported background event type {str(event_type)[:80]!r}"
+        return message
+    if not isinstance(data, Mapping):
+        message.error = "background event data is not an object resource"
         return message
     if kind is EventKind.DELETED and data.get("overwrittenByGeneration"):
         return message
     try:
-        message.events = [object_event(kind, data, event_id, attr("timestamp"), str(event_type))]
+        timestamp = attr("timestamp")
+        message.events = [object_event(kind, data, event_id, _text(timestamp), str(event_type))]
     except PayloadError as exc:
         message.error = str(exc)
     return message
 
 
 def parse_pubsub_message(
-    message_id: str, attributes: Mapping[str, str], data: bytes, source: str = "gcp:pubsub"
+    message_id: str, attributes: Mapping[str, Any], data: bytes, source: str = "gcp:pubsub"
 ) -> Message:
-    """A Cloud Storage Pub/Sub notification (payload format JSON_API_V1)."""
-    raw = json.dumps({"attributes": dict(attributes), "data": data.decode("utf-8", "replace")})
+    """A Cloud Storage Pub/Sub notification (payload format JSON_API_V1 or NONE)."""
+    raw = _dumps({"attributes": dict(attributes), "data": data.decode("utf-8", "replace")})
     message = Message(id=message_id, source=source, raw=raw)
-    kind = _NOTIFICATION_KINDS.get(str(attributes.get("eventType")))
-    if kind is None:
-        message.error = f"unsupported notification eventType {attributes.get('eventType')!r}"
-        return message
-    if kind is EventKind.DELETED and attributes.get("overwrittenByGeneration"):
-        return message
     try:
-        resource = json.loads(data) if data else {}
-    except json.JSONDecodeError:
-        resource = {}
-    if not resource:
-        resource = {
-            "bucket": attributes.get("bucketId"),
-            "name": attributes.get("objectId"),
-            "generation": attributes.get("objectGeneration"),
+        notice = read(GcsAttributes, attributes, "notification attributes")
+        kind = _NOTIFICATION_KINDS.get(notice.eventType)
+        if kind is None:
+            raise PayloadError(f"unsupported notification eventType {notice.eventType[:80]!r}")
+        if kind is EventKind.DELETED and notice.overwrittenByGeneration is not None:
+            return message
+        resource: Any = _resource(data) or {
+            "bucket": notice.bucketId,
+            "name": notice.objectId,
+            "generation": notice.objectGeneration,
         }
-    try:
-        message.events = [
-            object_event(
-                kind, resource, message_id, attributes.get("eventTime"), attributes.get("eventType")
-            )
-        ]
+        time = attributes.get("eventTime")
+        message.events = [object_event(kind, resource, message_id, _text(time), notice.eventType)]
     except PayloadError as exc:
         message.error = str(exc)
     return message
 
 
-def _pubsub_of(message_id: str, pushed: Mapping[str, Any], source: str) -> Message:
+def _resource(data: bytes) -> Any:
+    """The JSON_API_V1 payload, or None for payload format NONE."""
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise PayloadError("notification payload is not JSON") from None
+
+
+def _pubsub_of(message_id: str, pushed: Any, source: str) -> Message:
     """A Pub/Sub message as JSON carries it: base64 `data` and `attributes`."""
     try:
-        data = base64.b64decode(pushed.get("data") or "")
-    except ValueError:
-        data = b""
-    return parse_pubsub_message(
-        message_id or str(pushed.get("messageId") or pushed.get("message_id") or ""),
-        pushed.get("attributes") or {},
-        data,
-        source=source,
-    )
+        envelope = read(PubsubMessage, pushed, "Pub/Sub message")
+        data = envelope.payload()
+    except PayloadError as exc:
+        return Message(id=message_id, source=source, raw=_dumps(pushed), error=str(exc))
+    return parse_pubsub_message(message_id or envelope.id, envelope.attributes, data, source)
 
 
-def parse_push_envelope(body: Mapping[str, Any]) -> Message:
+def parse_push_envelope(body: Any) -> Message:
     """A Pub/Sub push request body: {"message": {attributes, data (base64), messageId}, ...}."""
-    pushed = body.get("message")
+    pushed = body.get("message") if isinstance(body, Mapping) else None
     if not isinstance(pushed, Mapping):
-        message = Message(id="", source="gcp:pubsub-push", raw=json.dumps(dict(body), default=str))
+        message = Message(id="", source="gcp:pubsub-push", raw=_dumps(body))
         message.error = "push body without a message"
         return message
-    return _pubsub_of("", pushed, f"gcp:pubsub-push:{body.get('subscription', '')}")
+    subscription = body.get("subscription", "") if isinstance(body, Mapping) else ""
+    return _pubsub_of("", pushed, f"gcp:pubsub-push:{str(subscription)[:200]}")
 
 
 def parse_pubsub_cloud_event(attributes: Mapping[str, Any], data: Any) -> Message:
     """A gen2 function on a Pub/Sub topic: `data` is {"message": {...}, "subscription"}."""
     pushed = data.get("message") if isinstance(data, Mapping) else None
     if not isinstance(pushed, Mapping):
-        raw = json.dumps({"attributes": dict(attributes), "data": data}, default=str)
-        message = Message(id=str(attributes.get("id", "")), source="gcp:pubsub-cloudevent", raw=raw)
-        message.error = "messagePublished CloudEvent without data.message"
-        return message
-    return _pubsub_of("", pushed, f"gcp:pubsub-cloudevent:{data.get('subscription', '')}")
+        raw = _dumps({"attributes": dict(attributes), "data": data})
+        return Message(
+            id=_text(attributes.get("id")) or "",
+            source="gcp:pubsub-cloudevent",
+            raw=raw,
+            error="messagePublished CloudEvent without data.message",
+        )
+    subscription = data.get("subscription", "") if isinstance(data, Mapping) else ""
+    return _pubsub_of("", pushed, f"gcp:pubsub-cloudevent:{str(subscription)[:200]}")

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from syncd.config import Driver, Integration
 from syncd.errors import ConfigError
-from syncd.storage.filters import KeyFilter
+from syncd.storage.filters import KeyFilter, key_filter
 from syncd.storage.types import ObjectInfo, Presigner, Store, Writer
 
 __all__ = ["KeyFilter", "ObjectInfo", "Presigner", "Store", "Writer", "key_filter", "open_store"]
@@ -50,7 +50,3 @@ def open_store(driver: Driver, integration: Integration, base_dir: Path) -> Stor
         ) from exc
     factory: _Factory = getattr(module, attribute)
     return factory(driver, integration, base_dir)
-
-
-def key_filter(driver: Driver) -> KeyFilter:
-    return KeyFilter(driver.prefix, driver.include, driver.exclude, driver.skip)

@@ -74,6 +74,7 @@ def _info(blob: Any) -> ObjectInfo:
 
 class AzureBlobStore:
     sorted_listing = False
+    skipped_by_store: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -165,6 +166,8 @@ class AzureBlobStore:
             if exc.status_code == 416:
                 return b""
             raise _error(exc, f"driver {self.name}: {key}", "Storage Blob Data Reader") from exc
+        except Exception as exc:
+            raise _error(exc, f"driver {self.name}: {key}", "Storage Blob Data Reader") from exc
 
     def metadata(self, key: str) -> dict[str, str]:
         props = self._call(
@@ -208,9 +211,15 @@ class AzureBlobStore:
         self._call(lambda: self.container.delete_blob(key), key, "Storage Blob Data Contributor")
 
 
-def _service(integration: Integration, base_dir: Path) -> tuple[BlobServiceClient, str | None]:
+def _service(
+    integration: Integration, base_dir: Path, read_timeout: float = 60.0
+) -> tuple[BlobServiceClient, str | None]:
     retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=6)
-    options: dict[str, Any] = {"retry_policy": retry}
+    options: dict[str, Any] = {
+        "retry_policy": retry,
+        "connection_timeout": 10,
+        "read_timeout": read_timeout,
+    }
     if integration.connection_string:
         text = integration.connection_string.resolve(base_dir)
         fields = dict(part.split("=", 1) for part in text.split(";") if "=" in part)
@@ -245,5 +254,5 @@ def _service(integration: Integration, base_dir: Path) -> tuple[BlobServiceClien
 
 
 def from_config(driver: Driver, integration: Integration, base_dir: Path) -> AzureBlobStore:
-    service, key = _service(integration, base_dir)
+    service, key = _service(integration, base_dir, driver.read_timeout)
     return AzureBlobStore(driver.bucket, service, name=driver.name, account_key=key)

@@ -13,7 +13,7 @@ import queue
 import threading
 from collections.abc import Iterator
 
-from syncd.storage.types import ObjectInfo, PrefixLister
+from syncd.storage.types import Listed, PrefixLister
 
 _END = object()
 
@@ -43,7 +43,7 @@ class _Worker:
 
     def _run(self) -> None:
         try:
-            chunk: list[ObjectInfo] = []
+            chunk: list[Listed] = []
             for info in self._store.list(self._prefix):
                 chunk.append(info)
                 if len(chunk) >= 500:
@@ -56,7 +56,7 @@ class _Worker:
         except BaseException as exc:
             self._put(_Failed(exc))
 
-    def drain(self) -> Iterator[ObjectInfo]:
+    def drain(self) -> Iterator[Listed]:
         while True:
             got = self.queue.get()
             if got is _END:
@@ -69,7 +69,7 @@ class _Worker:
 
 def fan_out_listing(
     store: PrefixLister, prefix: str = "", *, concurrency: int = 8, queue_size: int = 8
-) -> Iterator[ObjectInfo]:
+) -> Iterator[Listed]:
     """Yield every object under `prefix`, listing up to `concurrency` sub-prefixes at once."""
     prefixes, direct = store.list_prefixes(prefix)
     if not prefixes:
@@ -86,7 +86,7 @@ def fan_out_listing(
 
 def _in_order(
     store: PrefixLister, prefixes: list[str], stop: threading.Event, concurrency: int, size: int
-) -> Iterator[ObjectInfo]:
+) -> Iterator[Listed]:
     running: list[_Worker] = []
     upcoming = iter(prefixes)
     for name in upcoming:
@@ -101,5 +101,5 @@ def _in_order(
             running.append(_Worker(store, following, stop, size))
 
 
-def _key(info: ObjectInfo) -> str:
+def _key(info: Listed) -> str:
     return info.key

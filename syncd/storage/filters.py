@@ -11,7 +11,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from syncd.storage.types import ObjectInfo
+from syncd.config import Driver
+from syncd.storage.types import Gap, Listed
 
 
 def glob_to_regex(pattern: str) -> re.Pattern[str]:
@@ -75,6 +76,10 @@ class KeyFilter:
         self._globs = (tuple(include), tuple(exclude))
         self._include = [_Glob.of(p) for p in include]
         self._exclude = [_Glob.of(p) for p in exclude]
+        # `X/**` excludes every key under folder X: a walk need not enter it at all.
+        self._pruned = [
+            glob_to_regex(p.lstrip("/")[:-3]) for p in exclude if p.endswith("/**") and p[:-3]
+        ]
         self._skip = tuple(skip)
         self._affixes = _affixes(self._skip)
         # One regex for every skip pattern and every path segment: this runs once per listed
@@ -100,6 +105,11 @@ class KeyFilter:
     def without_skip(self) -> KeyFilter:
         """This filter for a listing whose store already left out what the skip rule skips."""
         return KeyFilter(self.prefix, *self._globs)
+
+    def prunes_folder(self, relative: str) -> bool:
+        """True when no key under `relative` (a folder, relative to the prefix, no trailing
+        slash) can pass: an exclude pattern `FOLDER/**` names it."""
+        return any(regex.match(relative) is not None for regex in self._pruned)
 
     def skips_segment(self, name: str) -> bool:
         """True when a single path segment (file or folder name) matches the skip rule."""
@@ -133,21 +143,22 @@ class KeyFilter:
         return not self._exclude or not any(g.matches(relative) for g in self._exclude)
 
     def filter(
-        self, listing: Iterable[ObjectInfo], rejected: Callable[[ObjectInfo], None] | None = None
-    ) -> Iterator[ObjectInfo]:
-        """The objects of `listing` this filter accepts; `rejected` hears of the others."""
+        self, listing: Iterable[Listed], rejected: Callable[[Listed], None] | None = None
+    ) -> Iterator[Listed]:
+        """The objects of `listing` this filter accepts; `rejected` hears of the others.
+        Gaps always pass: what could not be read may hold keys this filter accepts."""
         if self.passes_everything:
             # The listing itself: no generator in between for every key of a sync.
             return iter(listing)
         return self._filtered(listing, rejected)
 
     def _filtered(
-        self, listing: Iterable[ObjectInfo], rejected: Callable[[ObjectInfo], None] | None
-    ) -> Iterator[ObjectInfo]:
+        self, listing: Iterable[Listed], rejected: Callable[[Listed], None] | None
+    ) -> Iterator[Listed]:
         if self._include or self._exclude or self._skip_name is None:
             accepts = self.accepts
             for info in listing:
-                if accepts(info.key):
+                if type(info) is Gap or accepts(info.key):
                     yield info
                 elif rejected is not None:
                     rejected(info)
@@ -167,6 +178,9 @@ class KeyFilter:
         folder_skipped = False
         for info in listing:
             key = info.key
+            if type(info) is Gap:
+                yield info
+                continue
             slash = key.rfind("/")
             if not key.startswith(prefix):
                 if rejected is not None:
@@ -218,3 +232,8 @@ def _affixes(
         else:
             return None
     return tuple(starts), tuple(ends), frozenset(names)
+
+
+def key_filter(driver: Driver) -> KeyFilter:
+    """The filter of a driver's prefix, include, exclude and skip rules."""
+    return KeyFilter(driver.prefix, driver.include, driver.exclude, driver.skip)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
+from google.auth import exceptions as google_auth_exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
@@ -73,6 +74,7 @@ def _info(blob: Any) -> ObjectInfo:
 
 class GcsStore:
     sorted_listing = True
+    skipped_by_store: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -82,7 +84,9 @@ class GcsStore:
         name: str = "gcs",
         signer: Any = None,
         page_size: int = 1000,
+        read_timeout: float = 60.0,
     ) -> None:
+        self.timeout = (10.0, read_timeout)
         self.bucket_name = bucket
         self.client = client
         self.bucket = client.bucket(bucket)
@@ -107,6 +111,7 @@ class GcsStore:
                     page_size=self.page_size,
                     fields=_FIELDS,
                     retry=_RETRY,
+                    timeout=self.timeout,
                 ).pages
             ),
             prefix,
@@ -191,21 +196,46 @@ class GcsStore:
         self._call(lambda: self.bucket.blob(key).delete(), key, "storage.objects.delete")
 
 
-def from_config(driver: Driver, integration: Integration, base_dir: Path) -> GcsStore:
-    signer = None
-    if integration.credentials_file:
-        from google.oauth2 import service_account
-
-        # The reference (file:PATH or env:NAME) yields the service-account JSON itself.
+def _credentials(integration: Integration, base_dir: Path) -> tuple[Any, Any, str | None]:
+    """(credentials, signer, project) from the integration's key: a service-account key also
+    signs URLs; an authorized-user or workload-identity key only authenticates."""
+    if not integration.credentials_file:
+        return None, None, None
+    where = f"integrations.{integration.name}.credentials_file"
+    # The reference (file:PATH or env:NAME) yields the key's JSON itself.
+    try:
         info = json.loads(integration.credentials_file.resolve(base_dir))
-        signer = service_account.Credentials.from_service_account_info(info)  # type: ignore[no-untyped-call]
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
-        client = storage.Client(project=integration.project or "test", credentials=anonymous)
-    elif signer is not None:
-        client = storage.Client(
-            project=integration.project or signer.project_id, credentials=signer
-        )
-    else:
-        client = storage.Client(project=integration.project)
-    return GcsStore(driver.bucket, client, name=driver.name, signer=signer)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: not JSON (line {exc.lineno}, column {exc.colno})") from None
+    try:
+        if isinstance(info, dict) and info.get("type") == "service_account":
+            from google.oauth2 import service_account
+
+            signer = service_account.Credentials.from_service_account_info(info)  # type: ignore[no-untyped-call]
+            return signer, signer, signer.project_id
+        import google.auth
+
+        credentials, project = google.auth.load_credentials_from_dict(info)  # type: ignore[no-untyped-call]
+        return credentials, None, project
+    except (ValueError, TypeError, google_auth_exceptions.GoogleAuthError) as exc:
+        raise ConfigError(f"{where}: not a usable Google credentials key: {exc}") from None
+
+
+def from_config(driver: Driver, integration: Integration, base_dir: Path) -> GcsStore:
+    credentials, signer, project = _credentials(integration, base_dir)
+    try:
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+            client = storage.Client(project=integration.project or "test", credentials=anonymous)
+        elif credentials is not None:
+            client = storage.Client(project=integration.project or project, credentials=credentials)
+        else:
+            client = storage.Client(project=integration.project)
+    except google_auth_exceptions.GoogleAuthError as exc:
+        raise PermissionDenied(
+            f"driver {driver.name}: no Google credentials: set credentials_file, or run where "
+            f"Application Default Credentials exist ({exc})"
+        ) from None
+    return GcsStore(
+        driver.bucket, client, name=driver.name, signer=signer, read_timeout=driver.read_timeout
+    )

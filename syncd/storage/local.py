@@ -18,15 +18,24 @@ import structlog
 
 from syncd.config import Driver, Integration
 from syncd.errors import NotFound, PermissionDenied
-from syncd.storage.filters import KeyFilter
-from syncd.storage.types import ObjectInfo
+from syncd.storage.filters import KeyFilter, key_filter
+from syncd.storage.types import Gap, Listed, ObjectInfo
 
 _HASH_CHUNK = 1 << 20
+#: One folder's entries as (key, entry, is_dir); named here because `list` is a method below.
+_Entries = list[tuple[str, os.DirEntry[str], bool]]
 log = structlog.get_logger("syncd.storage.local")
 
 
 class LocalStore:
-    """A folder on this machine. Symlinks are not followed unless asked."""
+    """A folder on this machine. Symlinks are not followed unless asked, and then only to
+    targets inside the folder unless `symlinks_outside`; a link that leads back to a folder
+    it is inside (a cycle) is never entered.
+
+    What cannot be read (a folder without permission, a path longer than the system allows,
+    a file whose content hash fails) becomes a `Gap` in the listing, so the reconciler holds
+    deletes under it instead of the whole driver failing on every run.
+    """
 
     sorted_listing = True
 
@@ -35,33 +44,30 @@ class LocalStore:
         root: str | Path,
         *,
         follow_symlinks: bool = False,
+        symlinks_outside: bool = False,
         content_hash: str = "none",
-        skip: KeyFilter | None = None,
+        keys: KeyFilter | None = None,
         name: str = "local",
     ) -> None:
         self.root = Path(root).expanduser().resolve()
         self.name = name
         self.follow_symlinks = follow_symlinks
+        self.symlinks_outside = symlinks_outside
         self.content_hash = content_hash
-        self._skip = skip
-        #: Entries the last listing could not read: the listing is incomplete, so the
-        #: reconciler deletes nothing while this is non-empty.
-        self.listing_errors: list[str] = []
+        self._keys = keys
 
     @property
-    def skip_rule(self) -> tuple[str, ...]:
-        """The skip patterns this store already applies while it walks."""
-        return self._skip.skip if self._skip is not None else ()
+    def skipped_by_store(self) -> tuple[str, ...]:
+        return self._keys.skip if self._keys is not None else ()
 
     def _path(self, key: str) -> Path:
         if key.startswith("/") or any(part in ("", ".", "..") for part in key.split("/")):
             raise NotFound(f"{self.name}: invalid key {key!r}")
         return self.root / key
 
-    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[Listed]:
         if not self.root.is_dir():
             raise NotFound(f"{self.name}: folder {self.root} does not exist")
-        self.listing_errors = []
         # Start from the deepest folder the prefix names, then filter by the full prefix.
         folder, _, _ = prefix.rpartition("/")
         start_dir = self.root / folder if folder else self.root
@@ -77,18 +83,16 @@ class LocalStore:
                 continue
             yield info
 
-    def _entries(self, directory: str, base: str) -> Iterator[tuple[str, os.DirEntry[str], bool]]:
-        """One folder's entries as (key, entry, is_dir), sorted by key (folders as `name/`)."""
-        try:
-            with os.scandir(directory) as scan:
-                entries = list(scan)
-        except PermissionError as exc:
-            raise PermissionDenied(
-                f"{self.name}: cannot read folder {directory}: {exc.strerror}"
-            ) from exc
-        skips = self._skip.skips_segment if self._skip is not None else None
+    def _entries(self, directory: str, base: str) -> _Entries:
+        """One folder's entries as (key, entry, is_dir), sorted by key (folders as `name/`).
+
+        Raises OSError when the folder cannot be read."""
+        with os.scandir(directory) as scan:
+            entries = list(scan)
+        keys = self._keys
+        skips = keys.skips_segment if keys is not None and keys.skip else None
         follow = self.follow_symlinks
-        named: list[tuple[str, os.DirEntry[str], bool]] = []
+        named: _Entries = []
         for entry in entries:
             name = entry.name
             if not name.isascii():
@@ -103,32 +107,91 @@ class LocalStore:
             try:
                 is_dir = entry.is_dir(follow_symlinks=follow)
             except OSError:
-                continue
+                is_dir = False  # stat-ed as a file below, where the error becomes a gap
             named.append((base + name + "/" if is_dir else base + name, entry, is_dir))
         named.sort(key=_first)
-        return iter(named)
+        return named
 
-    def _walk(self, directory: Path, base: str) -> Iterator[ObjectInfo]:
-        # An explicit stack, not recursion: one generator for the whole tree.
-        stack = [self._entries(str(directory), base)]
+    def _walk(self, directory: Path, base: str) -> Iterator[Listed]:
+        # An explicit stack, not recursion: one generator for the whole tree. Each level
+        # keeps the (device, inode) of its folder, so a symlink back to one is a cycle.
+        try:
+            top = self._entries(str(directory), base)
+            here = directory.stat()
+        except PermissionError as exc:
+            raise PermissionDenied(
+                f"{self.name}: cannot read folder {directory}: {exc.strerror}"
+            ) from exc
+        stack: list[tuple[Iterator[tuple[str, os.DirEntry[str], bool]], tuple[int, int]]] = [
+            (iter(top), (here.st_dev, here.st_ino))
+        ]
         follow = self.follow_symlinks
         info = self._info
         while stack:
-            for key, entry, is_dir in stack[-1]:
+            for key, entry, is_dir in stack[-1][0]:
                 if is_dir:
-                    stack.append(self._entries(entry.path, key))
+                    if self._pruned(key):
+                        continue
+                    if follow and entry.is_symlink():
+                        gap = self._link_gap(key, entry, {s[1] for s in stack})
+                        if gap is not None:
+                            yield gap
+                            continue
+                    try:
+                        below = self._entries(entry.path, key)
+                        st = entry.stat(follow_symlinks=follow)
+                    except FileNotFoundError:
+                        continue
+                    except OSError as exc:
+                        yield Gap(key, f"{entry.path}: cannot read folder: {_why(exc)}")
+                        continue
+                    stack.append((iter(below), (st.st_dev, st.st_ino)))
                     break
                 try:
                     st = entry.stat(follow_symlinks=follow)
                 except FileNotFoundError:
                     continue
                 except OSError as exc:
-                    self.listing_errors.append(f"{entry.path}: {exc.strerror or exc}")
+                    yield Gap(key, f"{entry.path}: {_why(exc)}")
                     continue
-                if stat_module.S_ISREG(st.st_mode):
+                if not stat_module.S_ISREG(st.st_mode):
+                    continue
+                if follow and entry.is_symlink() and not self.symlinks_outside:
+                    target = os.path.realpath(entry.path)
+                    if not _inside(target, self.root):
+                        yield Gap(
+                            key, f"{entry.path}: symlink to {target}, outside the folder", False
+                        )
+                        continue
+                try:
                     yield info(key, entry.path, st)
+                except OSError as exc:
+                    yield Gap(key, f"{entry.path}: cannot read its content: {_why(exc)}")
             else:
                 stack.pop()
+
+    def _pruned(self, folder_key: str) -> bool:
+        keys = self._keys
+        if keys is None or not folder_key.startswith(keys.prefix):
+            return False
+        return keys.prunes_folder(folder_key[len(keys.prefix) : -1])
+
+    def _link_gap(
+        self, key: str, entry: os.DirEntry[str], ancestors: set[tuple[int, int]]
+    ) -> Gap | None:
+        """Why a symlinked folder is not entered, or None when it may be."""
+        target = os.path.realpath(entry.path)
+        if not self.symlinks_outside and not _inside(target, self.root):
+            return Gap(key, f"{entry.path}: symlink to {target}, outside the folder", False)
+        try:
+            st = entry.stat(follow_symlinks=True)
+        except OSError as exc:
+            return Gap(key, f"{entry.path}: cannot follow the symlink: {_why(exc)}")
+        if (st.st_dev, st.st_ino) in ancestors:
+            return Gap(
+                key, f"{entry.path}: symlink cycle (it leads to {target}, a folder it is in)", False
+            )
+        return None
 
     def _info(self, key: str, path: str, st: os.stat_result) -> ObjectInfo:
         etag = None
@@ -198,12 +261,21 @@ def _file_hash(path: str, algorithm: str) -> str:
     return digest.hexdigest()
 
 
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _inside(path: str, root: Path) -> bool:
+    return path == str(root) or path.startswith(str(root).rstrip(os.sep) + os.sep)
+
+
 def from_config(driver: Driver, integration: Integration, base_dir: Path) -> LocalStore:
     root = Path(driver.bucket).expanduser()
     return LocalStore(
         root if root.is_absolute() else base_dir / root,
         follow_symlinks=driver.follow_symlinks,
+        symlinks_outside=driver.follow_symlinks_outside,
         content_hash=driver.content_hash,
-        skip=KeyFilter(skip=driver.skip),
+        keys=key_filter(driver),
         name=driver.name,
     )

@@ -16,6 +16,7 @@ class MemoryStore:
     """Objects held in a dict with a sorted key index."""
 
     sorted_listing = True
+    skipped_by_store: tuple[str, ...] = ()
 
     def __init__(self, name: str = "memory") -> None:
         self.name = name

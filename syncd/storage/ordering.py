@@ -13,34 +13,34 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import IO
 
-from syncd.storage.types import ObjectInfo
+from syncd.storage.types import Listed
 
 
-def _read_run(handle: IO[bytes]) -> Iterator[ObjectInfo]:
+def _read_run(handle: IO[bytes]) -> Iterator[Listed]:
     handle.seek(0)
     unpickler = pickle.Unpickler(handle)
     while True:
         try:
-            chunk: list[ObjectInfo] = unpickler.load()
+            chunk: list[Listed] = unpickler.load()
         except EOFError:
             return
         yield from chunk
 
 
-def _spill(batch: list[ObjectInfo]) -> IO[bytes]:
+def _spill(batch: list[Listed]) -> IO[bytes]:
     handle = tempfile.TemporaryFile(prefix="syncd-sort-")
     for start in range(0, len(batch), 4096):
         pickle.dump(batch[start : start + 4096], handle, protocol=pickle.HIGHEST_PROTOCOL)
     return handle
 
 
-def sort_listing(listing: Iterable[ObjectInfo], run_size: int = 200_000) -> Iterator[ObjectInfo]:
+def sort_listing(listing: Iterable[Listed], run_size: int = 200_000) -> Iterator[Listed]:
     """Yield the listing in key order, holding at most `run_size` records in memory.
 
     Duplicate keys (a store that lists an object twice) keep their last occurrence.
     """
     runs: list[IO[bytes]] = []
-    batch: list[ObjectInfo] = []
+    batch: list[Listed] = []
     try:
         for info in listing:
             batch.append(info)
@@ -50,12 +50,12 @@ def sort_listing(listing: Iterable[ObjectInfo], run_size: int = 200_000) -> Iter
                 batch = []
         batch.sort(key=_key)
         if not runs:
-            merged: Iterator[ObjectInfo] = iter(batch)
+            merged: Iterator[Listed] = iter(batch)
         else:
             runs.append(_spill(batch))
             batch = []
             merged = heapq.merge(*(_read_run(run) for run in runs), key=_key)
-        pending: ObjectInfo | None = None
+        pending: Listed | None = None
         for info in merged:
             if pending is not None and pending.key != info.key:
                 yield pending
@@ -67,5 +67,5 @@ def sort_listing(listing: Iterable[ObjectInfo], run_size: int = 200_000) -> Iter
             run.close()
 
 
-def _key(info: ObjectInfo) -> str:
+def _key(info: Listed) -> str:
     return info.key

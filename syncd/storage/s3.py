@@ -80,6 +80,7 @@ class S3Store:
     """One bucket. `versioned` lists versions and keeps the live version id on each item."""
 
     sorted_listing = True
+    skipped_by_store: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -196,13 +197,17 @@ class S3Store:
         rng = f"bytes={start}-{start + length - 1}"
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=key, Range=rng)
+            data: bytes = response["Body"].read()
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "InvalidRange":
                 return b""
             raise _error(
                 exc, f"driver {self.name}: s3://{self.bucket}/{key}", "s3:GetObject"
             ) from exc
-        data: bytes = response["Body"].read()
+        except Exception as exc:
+            raise _error(
+                exc, f"driver {self.name}: s3://{self.bucket}/{key}", "s3:GetObject"
+            ) from exc
         return data
 
     def metadata(self, key: str) -> dict[str, str]:
@@ -256,7 +261,7 @@ def _session_and_client(
         region_name=region,
         retries={"mode": "standard", "max_attempts": 8},
         connect_timeout=10,
-        read_timeout=60,
+        read_timeout=driver.read_timeout if driver else 60,
         max_pool_connections=32,
         signature_version="s3v4",
         s3={"addressing_style": "path" if style == "path" else style},
@@ -287,7 +292,13 @@ def from_config(driver: Driver, integration: Integration, base_dir: Path) -> S3S
     path_style = integration.addressing_style == "path" or (
         endpoint is not None and integration.addressing_style == "auto"
     )
-    session, client = _session_and_client(integration, driver, base_dir)
+    try:
+        session, client = _session_and_client(integration, driver, base_dir)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        where = f"driver {driver.name}: integration {integration.name}"
+        raise _error(
+            exc, where, "sts:AssumeRole" if integration.role_arn else "s3:ListBucket"
+        ) from exc
     credentials = session.get_credentials()
     lister = None
     if credentials is not None:
@@ -297,6 +308,7 @@ def from_config(driver: Driver, integration: Integration, base_dir: Path) -> S3S
             region or client.meta.region_name or "us-east-1",
             endpoint_url=endpoint,
             path_style=path_style,
+            read_timeout=driver.read_timeout,
         )
     return S3Store(
         driver.bucket,

@@ -44,7 +44,9 @@ class LeanLister:
         path_style: bool = False,
         max_attempts: int = 8,
         pool: urllib3.PoolManager | None = None,
+        read_timeout: float = 60.0,
     ) -> None:
+        self.timeout = urllib3.Timeout(connect=10.0, read=read_timeout)
         self.bucket = bucket
         self.credentials = credentials
         self.region = region
@@ -113,10 +115,19 @@ class LeanLister:
             )
             try:
                 response = self.pool.request(
-                    "GET", url, headers=dict(request.headers.items()), timeout=60.0, retries=False
+                    "GET",
+                    url,
+                    headers=dict(request.headers.items()),
+                    timeout=self.timeout,
+                    retries=False,
                 )
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 if attempt >= self.max_attempts:
+                    # Say which: a server that never answered is not one that refused us.
+                    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+                        raise botocore.exceptions.ReadTimeoutError(
+                            endpoint_url=url, error=exc
+                        ) from exc
                     raise botocore.exceptions.EndpointConnectionError(
                         endpoint_url=url, error=exc
                     ) from exc

@@ -29,19 +29,50 @@ class ObjectInfo(NamedTuple):
     order_token: str | None = None
 
 
+class Gap(NamedTuple):
+    """A part of a listing the store could not, or would not, read, in key order with the
+    objects around it.
+
+    `key` is one object's key, or a folder prefix ending in `/` that covers every key under
+    it. With `error`, the part could not be read (a folder without permission, a path too
+    long, a file whose content hash failed): the reconciler holds every delete and update
+    under it and the run ends `completed_with_errors`. Without, it was left out on purpose
+    (a symlink cycle, a link out of the folder) and is reported as a warning.
+    """
+
+    key: str
+    reason: str
+    error: bool = True
+
+    def covers(self, key: str) -> bool:
+        return key.startswith(self.key) if self.key.endswith("/") else key == self.key
+
+
+#: What a listing yields: objects, and the gaps between them.
+Listed = ObjectInfo | Gap
+
+
 @runtime_checkable
 class Lister(Protocol):
     """What the reconciler needs: a named listing.
 
     Key order is UTF-8 byte order, which for valid keys equals Python's `str` ordering
-    (UTF-8 preserves code-point order), so keys are compared as plain strings.
+    (UTF-8 preserves code-point order), so keys are compared as plain strings. A listing
+    that fails outright raises; one that could read only part of the objects yields a
+    `Gap` for each part it missed, so that no wrapper can lose that fact.
     """
 
     name: str
     #: True when `list` is guaranteed to yield keys in UTF-8 byte order.
     sorted_listing: bool
 
-    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+    @property
+    def skipped_by_store(self) -> tuple[str, ...]:
+        """The skip patterns (hidden and partial names) the listing already leaves out as it
+        walks; the reconciler does not test them again. () for stores that list everything."""
+        ...
+
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[Listed]:
         """Yield every object whose key starts with `prefix` (after `start_after`)."""
         ...
 

@@ -190,6 +190,7 @@ def test_events_and_a_running_reconcile_meet_safely(catalog: Catalog, catalog_ur
     class Listing:
         name = "racing"
         sorted_listing = True
+        skipped_by_store: tuple[str, ...] = ()
 
         def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
             before = list(store.list(prefix))

@@ -138,7 +138,7 @@ def test_gcs_unknown_types_are_errors_for_the_dead_letter_table() -> None:
     missing = parse_push_envelope(
         {"message": {"attributes": {"eventType": "OBJECT_FINALIZE"}, "data": encoded}}
     )
-    assert missing.error is not None and "bucket or name" in missing.error
+    assert missing.error is not None and "bucket: is missing" in missing.error
 
 
 def test_azure_event_grid_and_cloudevents_schemas() -> None:

@@ -12,6 +12,7 @@ import boto3
 import pytest
 
 from syncd.catalog import Catalog
+from syncd.catalog.sqlite import SqliteCatalog
 from tests.handlers.conftest import ROUTES, fresh, json_lines
 from tests.peers import Peer
 
@@ -122,7 +123,15 @@ def test_a_failed_commit_reports_every_message_for_redelivery(
         ]
     }
     handler.handler(event, None)
-    handler._sink.applier.catalog.close()  # the database goes away mid-flight
+    # The database goes away mid-flight, and reconnecting fails too.
+    catalog = handler._sink.applier.catalog
+    if isinstance(catalog, SqliteCatalog):
+        catalog.close()
+        Path(catalog.path).unlink()
+        Path(catalog.path).mkdir()
+    else:
+        catalog._conninfo = "postgresql://postgres@127.0.0.1:9/test"
+        catalog.close()
     assert handler.handler(event, None) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
 
 

@@ -61,7 +61,7 @@ def test_pubsub_push_and_poison(wired: tuple[Catalog, pytest.MonkeyPatch]) -> No
         }
     }
     assert client.post("/", json=poison).status_code == 204
-    assert "bucket or name" in catalog.dead_letters()[0].reason
+    assert "bucket: is missing" in catalog.dead_letters()[0].reason
 
 
 def test_gen1_background_entry(wired: tuple[Catalog, pytest.MonkeyPatch]) -> None:

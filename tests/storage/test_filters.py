@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncd.storage.filters import KeyFilter
-from syncd.storage.types import ObjectInfo
+from syncd.storage.types import Listed, ObjectInfo
 
 # Short keys over an alphabet rich in the characters the rules care about, so that hidden
 # names, suffixes, folders named like skipped files and prefixes cut mid-name all turn up.
@@ -27,7 +27,7 @@ def test_filter_keeps_exactly_the_keys_the_rule_accepts(
 ) -> None:
     keyfilter = KeyFilter(prefix=prefix, skip=skip)
     listing = [ObjectInfo(k, 1, 1.0) for k in sorted(listed)]
-    rejected: list[ObjectInfo] = []
+    rejected: list[Listed] = []
     kept = [o.key for o in keyfilter.filter(listing, rejected.append)]
     assert kept == [k for k in sorted(listed) if keyfilter.accepts(k)]
     assert len(kept) + len(rejected) == len(listed)

@@ -15,8 +15,8 @@ from syncd.config import MaxDelete
 from syncd.errors import NotFound
 from syncd.reconcile import SyncResult, reconcile
 from syncd.storage.fanout import fan_out_listing
-from syncd.storage.types import ObjectInfo, PrefixLister, Presigner, Store, Writer
-from tests.conftest import NASTY_KEYS
+from syncd.storage.types import Listed, ObjectInfo, PrefixLister, Presigner, Store, Writer
+from tests.conftest import NASTY_KEYS, objects
 from tests.storage.conftest import Bucket
 
 NewBucket = Callable[[], Bucket]
@@ -164,9 +164,10 @@ def test_fan_out_listing_equals_single_stream(new_bucket: NewBucket) -> None:
     for key in [*NASTY, "top.jpg", "a", "b/", "b/c", "z/1", "z/2/3"]:
         writer(store).put(key, b"1")
 
-    def ordered(listing: Iterable[ObjectInfo]) -> list[ObjectInfo]:
+    def ordered(listing: Iterable[Listed]) -> list[ObjectInfo]:
         # A store that does not list in byte order is sorted by the reconciler either way.
-        return list(listing) if store.sorted_listing else sorted(listing, key=lambda i: i.key)
+        found = objects(listing)
+        return found if store.sorted_listing else sorted(found, key=lambda i: i.key)
 
     single = ordered(store.list())
     for concurrency in (1, 3, 16):
