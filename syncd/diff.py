@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from syncd.catalog.types import CatalogRow, RawRow
 from syncd.errors import ListingOrderError
@@ -91,7 +92,7 @@ def diff(listing: Iterable[Listed], rows: Iterable[RawRow]) -> Iterator[Differen
                 )
             row = next(catalog, None)
             row_key = row[0] if row is not None else None
-        if isinstance(info, Gap):
+        if info.__class__ is Gap:
             yield info
             if info.error:
                 gap = info
@@ -102,6 +103,7 @@ def diff(listing: Iterable[Listed], rows: Iterable[RawRow]) -> Iterator[Differen
                 row = next(catalog, None)
                 row_key = row[0] if row is not None else None
             continue
+        info = cast(ObjectInfo, info)
         if row_key == key:
             assert row is not None
             if row[5]:

@@ -32,11 +32,11 @@ from syncd.catalog.types import (
 )
 from syncd.config import Driver, MaxDelete
 from syncd.diff import SAME, Added, Changed, Held, Removed, diff
-from syncd.errors import CatalogError, ListingOrderError, SyncdError
+from syncd.errors import CatalogError, CatalogUnavailable, ListingOrderError, SyncdError
 from syncd.logs import scrub
 from syncd.media import media_kind
 from syncd.storage import key_filter
-from syncd.storage.deadline import bounded
+from syncd.storage.deadline import Deadline
 from syncd.storage.fanout import fan_out_listing
 from syncd.storage.filters import KeyFilter
 from syncd.storage.ordering import sort_listing
@@ -219,7 +219,9 @@ class _Pass:
         plan: list[PlannedChange],
         progress: Progress | None,
         plan_limit: int | None = PLAN_LIMIT,
+        clock: Deadline | None = None,
     ) -> None:
+        self.clock = clock
         self.writer = writer
         self.counts = counts
         self.plan = plan
@@ -272,6 +274,8 @@ class _Pass:
         self._apply(pending)
 
     def _tick(self) -> None:
+        if self.clock is not None:
+            self.clock.check()
         if self.writer is not None:
             self.writer.heartbeat(self.counts)
         if self.progress is not None:
@@ -280,6 +284,8 @@ class _Pass:
     def _apply(self, pending: list[ItemWrite]) -> None:
         if not pending:
             return
+        if self.clock is not None:
+            self.clock.check()
         if self.writer is None:
             _tally(pending, self.counts)
             room = len(pending) if self.plan_limit is None else self.plan_limit - len(self.plan)
@@ -301,12 +307,7 @@ def _listing(
             return fan_out_listing(store, driver.prefix, concurrency=driver.fan_out)
         return store.list(driver.prefix)
 
-    # No new object for this long means the server stopped answering: longer than a
-    # request's read timeout and the backoff of its retries.
-    stall = 2 * driver.read_timeout + 60
-    listed = bounded(
-        listing, stall=stall, deadline=driver.listing_deadline, what=f"driver {driver.name}"
-    )
+    listed = listing()
     if keys.skip and store.skipped_by_store == keys.skip:
         # The store pruned skipped files and folders as it walked; checking again is waste.
         keys = keys.without_skip()
@@ -360,7 +361,8 @@ def reconcile(
         return catalog.scan(dataset_id, driver_id)
 
     sort = not store.sorted_listing
-    merge = _Pass(writer, counts, result.plan, progress, plan_limit)
+    clock = Deadline(driver.listing_deadline, f"driver {driver.name}")
+    merge = _Pass(writer, counts, result.plan, progress, plan_limit, clock)
     try:
         try:
             merge.run(_listing(store, driver, keys, counts, sort=sort), rows())
@@ -372,9 +374,10 @@ def reconcile(
             merge.deletes.close()
             written = counts.added + counts.updated
             counts.listed = counts.unchanged = counts.skipped = 0
-            merge = _Pass(writer, counts, result.plan, progress, plan_limit)
+            merge = _Pass(writer, counts, result.plan, progress, plan_limit, clock)
             merge.run(_listing(store, driver, keys, counts, sort=True), rows())
             counts.unchanged = max(0, counts.unchanged - written)
+        clock.check()
         result.errors.extend(merge.unreadable[:MAX_REPORTED])
         result.warnings.extend(merge.warnings[:MAX_REPORTED])
         status, reason = _apply_deletes(merge, driver, limit, result, wall_start)
@@ -448,6 +451,26 @@ def _apply_deletes(
     return status, done
 
 
+def _record(
+    catalog: Catalog, result: SyncResult, bound: structlog.typing.FilteringBoundLogger
+) -> None:
+    """Write the run's end to its history, reconnecting once when the catalog was lost (a
+    dropped PostgreSQL connection is often why the run failed)."""
+    assert result.run_id is not None
+    for attempt in (1, 2):
+        try:
+            catalog.finish_run(
+                result.run_id, result.status, result.counts, result.errors, result.reason
+            )
+            return
+        except CatalogUnavailable as exc:
+            if attempt == 2:
+                bound.error("run end not recorded", error=str(exc))
+                return
+            with contextlib.suppress(CatalogError):
+                catalog.reconnect()
+
+
 def _finish(
     catalog: Catalog,
     result: SyncResult,
@@ -464,7 +487,7 @@ def _finish(
     result.errors = [scrub(e) for e in result.errors]
     result.elapsed = time.monotonic() - started
     if result.run_id is not None:
-        catalog.finish_run(result.run_id, status, result.counts, result.errors, result.reason)
+        _record(catalog, result, bound)
     event = "sync finished" if status is RunStatus.SUCCEEDED else "sync stopped"
     level = bound.info if status is RunStatus.SUCCEEDED else bound.warning
     level(

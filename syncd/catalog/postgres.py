@@ -121,7 +121,19 @@ class PostgresCatalog(SqlCatalog):
         try:
             conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
         except psycopg.ProgrammingError as exc:
-            raise ConfigError(f"{self.where}: not a PostgreSQL URL: {_first_line(exc)}") from None
+            raise ConfigError(
+                f"{self.where}: not a PostgreSQL URL: {scrub(_first_line(exc))}"
+            ) from None
+        except psycopg.OperationalError as exc:
+            text = scrub(_first_line(exc))
+            # libpq refuses a bad option value before it tries the network.
+            if text.startswith("connection is bad: invalid"):
+                raise ConfigError(
+                    f"{self.where}: {text.removeprefix('connection is bad: ')}"
+                ) from None
+            if "does not exist" in text:
+                raise CatalogError(f"{self.where}: {text}; create it first") from None
+            raise
         if self.schema:
             name = pgsql.Identifier(self.schema)
             conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))

@@ -44,10 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as Ctrl-C is so that everything unwinds the same way."""
+
+
 def _terminated(signum: int, frame: object) -> None:
     # Unwinds like Ctrl-C: the open transaction rolls back, the run is recorded
     # `interrupted` with what was committed, and the process exits 143.
-    raise SystemExit(128 + signum)
+    raise Terminated
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,9 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("command failed", error=message)
         print(f"error: {message}", file=sys.stderr)
         return EXIT_FAILURE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # A service manager's log shows why the process ended; the code is 128 + the
+        # signal's number, as a shell reports it.
+        if isinstance(exc, Terminated):
+            print("terminated", file=sys.stderr)
+            return 128 + signal.SIGTERM
         print("interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
     except BrokenPipeError:
         return 0
     return code

@@ -135,6 +135,8 @@ def describe(exc: ValidationError, limit: int = 5) -> str:
         where = ".".join(str(p) for p in error["loc"]) or "(top)"
         if error["type"] == "missing" or error.get("input", ...) is None:
             message = "is missing"
+        elif error["type"] == "string_unicode":
+            message = "is not valid Unicode (a lone surrogate)"
         else:
             message = str(error["msg"]).removeprefix("Value error, ")
         parts.append(f"{where}: {message}")

@@ -26,7 +26,8 @@ from azure.storage.blob import (
 
 from syncd.config import Driver, Integration
 from syncd.errors import ConfigError, NotFound, PermissionDenied, SyncdError, TransientError
-from syncd.storage.types import ObjectInfo, Objects, Prefixes
+from syncd.storage.deadline import bounded
+from syncd.storage.types import Listed, ObjectInfo, Objects, Prefixes
 from syncd.storage.urls import azure_url
 
 T = TypeVar("T")
@@ -84,7 +85,9 @@ class AzureBlobStore:
         name: str = "azure",
         account_key: str | None = None,
         page_size: int = 5000,
+        read_timeout: float = 60.0,
     ) -> None:
+        self.read_timeout = read_timeout
         self.container_name = container
         self.service = service
         self.container = service.get_container_client(container)
@@ -99,7 +102,16 @@ class AzureBlobStore:
             where = f"driver {self.name}: azure container {self.container_name}/{key or ''}"
             raise _error(exc, where, permission) from exc
 
-    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[Listed]:
+        # The SDK cannot be interrupted mid-request: a clock outside it stops a server that
+        # accepts and then trickles.
+        return bounded(
+            lambda: self._list(prefix, start_after),
+            stall=3 * self.read_timeout,
+            what=f"driver {self.name}",
+        )
+
+    def _list(self, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
         pages = self._call(
             lambda: self.container.list_blobs(
                 name_starts_with=prefix or None, results_per_page=self.page_size
@@ -255,4 +267,6 @@ def _service(
 
 def from_config(driver: Driver, integration: Integration, base_dir: Path) -> AzureBlobStore:
     service, key = _service(integration, base_dir, driver.read_timeout)
-    return AzureBlobStore(driver.bucket, service, name=driver.name, account_key=key)
+    return AzureBlobStore(
+        driver.bucket, service, name=driver.name, account_key=key, read_timeout=driver.read_timeout
+    )

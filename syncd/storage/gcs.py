@@ -24,7 +24,8 @@ from google.cloud import storage
 
 from syncd.config import Driver, Integration
 from syncd.errors import ConfigError, NotFound, PermissionDenied, SyncdError, TransientError
-from syncd.storage.types import ObjectInfo, Objects, Prefixes
+from syncd.storage.deadline import bounded
+from syncd.storage.types import Listed, ObjectInfo, Objects, Prefixes
 from syncd.storage.urls import gcs_url
 
 T = TypeVar("T")
@@ -101,7 +102,16 @@ class GcsStore:
             where = f"driver {self.name}: gs://{self.bucket_name}/{key or ''}"
             raise _error(exc, where, permission) from exc
 
-    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[Listed]:
+        # The SDK cannot be interrupted mid-request: a clock outside it stops a server that
+        # accepts and then trickles.
+        return bounded(
+            lambda: self._list(prefix, start_after),
+            stall=3 * self.timeout[1],
+            what=f"driver {self.name}",
+        )
+
+    def _list(self, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
         pages = self._call(
             lambda: (
                 self.client.list_blobs(

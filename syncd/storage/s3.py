@@ -18,8 +18,9 @@ from botocore.config import Config as BotoConfig
 
 from syncd.config import Driver, Integration
 from syncd.errors import NotFound, PermissionDenied, SyncdError, TransientError
+from syncd.storage.deadline import bounded
 from syncd.storage.s3_listing import LeanLister
-from syncd.storage.types import ObjectInfo, Objects, Prefixes
+from syncd.storage.types import Listed, ObjectInfo, Objects, Prefixes
 from syncd.storage.urls import s3_url
 
 T = TypeVar("T")
@@ -94,7 +95,9 @@ class S3Store:
         versioned: bool = False,
         page_size: int = 1000,
         lister: LeanLister | None = None,
+        read_timeout: float = 60.0,
     ) -> None:
+        self.read_timeout = read_timeout
         self.bucket = bucket
         self.client = client
         self.name = name
@@ -112,10 +115,18 @@ class S3Store:
             where = f"driver {self.name}: s3://{self.bucket}/{key or ''}"
             raise _error(exc, where, permission) from exc
 
-    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[Listed]:
         if self.versioned:
-            yield from self._list_versions(prefix, start_after)
-            return
+            # boto3 cannot be interrupted mid-request: a clock outside it stops a server that
+            # accepts and then trickles. (The lean lister bounds its own requests.)
+            return bounded(
+                lambda: self._list_versions(prefix, start_after),
+                stall=3 * self.read_timeout,
+                what=f"driver {self.name}",
+            )
+        return self._list(prefix, start_after)
+
+    def _list(self, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
         if self.lister is not None:
             listing = self.lister.list(prefix, start_after, self.page_size)
             while True:
@@ -319,4 +330,5 @@ def from_config(driver: Driver, integration: Integration, base_dir: Path) -> S3S
         path_style=path_style,
         versioned=driver.versioned,
         lister=lister,
+        read_timeout=driver.read_timeout,
     )

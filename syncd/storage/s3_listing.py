@@ -47,6 +47,11 @@ class LeanLister:
         read_timeout: float = 60.0,
     ) -> None:
         self.timeout = urllib3.Timeout(connect=10.0, read=read_timeout)
+        #: One request, however slowly its bytes come; and one page, with its retries. The
+        #: page's bound also covers a server that trickles its status line, which no read
+        #: timeout sees.
+        self.request_deadline = 3 * read_timeout
+        self.page_deadline = 2 * self.request_deadline + 30
         self.bucket = bucket
         self.credentials = credentials
         self.region = region
@@ -82,7 +87,7 @@ class LeanLister:
         # time for page N+1 overlaps this process's work on page N.
         pending: _Fetch | None = _Fetch(self._page, dict(params))
         while pending is not None:
-            body = pending.result()
+            body = pending.result(self.page_deadline)
             pending = None
             token = _TOKEN.search(body)
             if token and b"<IsTruncated>true</IsTruncated>" in body:
@@ -114,17 +119,14 @@ class LeanLister:
                 request
             )
             try:
-                response = self.pool.request(
-                    "GET",
-                    url,
-                    headers=dict(request.headers.items()),
-                    timeout=self.timeout,
-                    retries=False,
-                )
+                status, body = self._fetch(url, dict(request.headers.items()))
             except (urllib3.exceptions.HTTPError, OSError) as exc:
-                if attempt >= self.max_attempts:
+                # A server that did not answer in time is asked once more, not eight times:
+                # a hang is rarely over a few seconds later, and every try costs its timeout.
+                timed_out = isinstance(exc, urllib3.exceptions.ReadTimeoutError | _TooSlow)
+                if attempt >= (2 if timed_out else self.max_attempts):
                     # Say which: a server that never answered is not one that refused us.
-                    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+                    if timed_out:
                         raise botocore.exceptions.ReadTimeoutError(
                             endpoint_url=url, error=exc
                         ) from exc
@@ -133,25 +135,48 @@ class LeanLister:
                     ) from exc
                 self._backoff(attempt)
                 continue
-            if response.status == 200:
-                data: bytes = response.data
-                return data
-            code, message = _error_of(response.data)
-            if (
-                response.status in _RETRY_STATUS or code in _RETRY_CODES
-            ) and attempt < self.max_attempts:
+            if status == 200:
+                return body
+            code, message = _error_of(body)
+            if (status in _RETRY_STATUS or code in _RETRY_CODES) and attempt < self.max_attempts:
                 self._backoff(attempt)
                 continue
             raise botocore.exceptions.ClientError(
                 {
-                    "Error": {"Code": code or str(response.status), "Message": message},
-                    "ResponseMetadata": {"HTTPStatusCode": response.status},
+                    "Error": {"Code": code or str(status), "Message": message},
+                    "ResponseMetadata": {"HTTPStatusCode": status},
                 },
                 "ListObjectsV2",
             )
 
+    def _fetch(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        """One GET, read within the request's deadline: a server that trickles its answer a
+        byte at a time never lets a single read time out."""
+        response = self.pool.request(
+            "GET", url, headers=headers, timeout=self.timeout, retries=False, preload_content=False
+        )
+        ends = time.monotonic() + self.request_deadline
+        parts = []
+        try:
+            while chunk := response.read1(1 << 16):
+                parts.append(chunk)
+                if time.monotonic() > ends:
+                    raise _TooSlow(f"no complete answer within {self.request_deadline:.0f}s")
+        except BaseException:
+            # Unread bytes are still coming on this connection: it must not serve another
+            # request.
+            response.close()
+            raise
+        finally:
+            response.release_conn()
+        return response.status, b"".join(parts)
+
     def _backoff(self, attempt: int) -> None:
         time.sleep(random.uniform(0, min(20.0, 0.05 * 2**attempt)))
+
+
+class _TooSlow(urllib3.exceptions.TimeoutError):
+    """A response whose bytes keep coming, too slowly to finish within its deadline."""
 
 
 class _Fetch:
@@ -172,8 +197,12 @@ class _Fetch:
 
         threading.Thread(target=run, name="syncd-s3-page", daemon=True).start()
 
-    def result(self) -> bytes:
-        self._done.wait()
+    def result(self, deadline: float) -> bytes:
+        if not self._done.wait(deadline):
+            raise botocore.exceptions.ReadTimeoutError(
+                endpoint_url="(listing page)",
+                error=f"no complete answer within {deadline:.0f}s",
+            )
         if self._error is not None:
             raise self._error
         return self._body

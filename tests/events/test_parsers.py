@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from syncd.events.aws import parse_lambda_event
 from syncd.events.azure import parse_blob_trigger, parse_event_grid_batch, validation_code
 from syncd.events.gcp import (
@@ -260,3 +262,67 @@ def test_azure_delete_of_a_version_or_snapshot_leaves_the_blob() -> None:
         versioned = {**deleted, "data": {**deleted["data"], "url": deleted["data"]["url"] + query}}
         (message,) = parse_event_grid_batch([versioned])
         assert message.events == [] and message.error is None
+
+
+def _s3(**obj: Any) -> Any:
+    document = load("aws-s3-direct.json")
+    record = document["Records"][0]
+    record["s3"]["object"].update(obj)
+    document["Records"] = [record]
+    return document
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        (_s3(size="abc"), "s3.object.size: expected a whole number"),
+        (_s3(size=2**70), "s3.object.size"),
+        (_s3(size=float("nan")), "s3.object.size"),
+        (_s3(size=True), "s3.object.size: expected a whole number, got a boolean"),
+        (_s3(eTag={"an": "object"}), "s3.object.eTag"),
+        (_s3(key="bad%00key"), "NUL"),
+        (_s3(key="lone\ud800"), "lone surrogate"),
+        (_s3(key="%FF%FE"), "not UTF-8"),
+        (_s3(sequencer="not-hex"), "s3.object.sequencer"),
+    ],
+)
+def test_s3_fields_of_the_wrong_kind_are_dead_letter_reasons(document: Any, field: str) -> None:
+    (message,) = parse_lambda_event(json.loads(json.dumps(document, allow_nan=True)))
+    assert message.events == [] and message.error is not None and field in message.error
+
+
+def test_event_times_are_bounded() -> None:
+    for when, reason in (("yesterday", "not an RFC 3339 time"), ("9999-12-31T23:59:59Z", "future")):
+        document = load("aws-s3-direct.json")
+        document["Records"][0]["eventTime"] = when
+        (message,) = parse_lambda_event(document)
+        # The other two records of the same notification still apply.
+        assert len(message.events) == 2
+        assert message.error is not None and "record 0" in message.error and reason in message.error
+
+
+def test_gcs_and_azure_fields_of_the_wrong_kind() -> None:
+    push = load("gcp-pubsub-push-finalize.json")
+    resource = json.loads(base64.b64decode(push["message"]["data"]))
+    for change, reason in (
+        ({"md5Hash": "abc"}, "md5Hash"),
+        ({"size": "abc"}, "size: expected a whole number"),
+        ({"generation": "-1"}, "generation"),
+    ):
+        bad = {**resource, **change}
+        body = {
+            **push,
+            "message": {
+                **push["message"],
+                "data": base64.b64encode(json.dumps(bad).encode()).decode(),
+            },
+        }
+        message = parse_push_envelope(body)
+        assert message.error is not None and reason in message.error, message.error
+    garbage = {**push, "message": {**push["message"], "data": "%%% not base64 %%%"}}
+    assert "not base64" in (parse_push_envelope(garbage).error or "")
+    binary = parse_binary_cloud_event({"ce-id": "1", "ce-type": "x"}, b"\xff\xfe")
+    assert binary.error is not None
+    batch = load("azure-eventgrid-batch.json")
+    (stringly,) = parse_event_grid_batch([{**batch[0], "data": "a string"}])
+    assert stringly.error is not None and "data" in stringly.error

@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -14,12 +16,16 @@ import pytest
 
 from syncd.catalog import Catalog, RunStatus, open_catalog
 from syncd.config import Driver, Integration
+from syncd.errors import TransientError
 from syncd.reconcile import reconcile
 from syncd.storage import open_store
+from syncd.storage.deadline import bounded
 from syncd.storage.s3 import S3Store
+from syncd.storage.types import Listed, ObjectInfo
 from tests.conftest import objects
-from tests.peers import Peer, moto_server
+from tests.peers import AZURITE_ACCOUNT, AZURITE_KEY, Peer, moto_server
 from tests.storage.conftest import azure_bucket, gcs_bucket, s3_bucket
+from tests.storage.hanging_server import hanging_server
 from tests.storage.throttle_proxy import throttling_proxy
 
 
@@ -297,3 +303,90 @@ def test_gcs_and_azure_survive_throttling_and_resets(
         ]
     assert faults.injected >= 1
     assert result.status is RunStatus.SUCCEEDED and result.counts.added == 60
+
+
+@pytest.mark.parametrize("kind", ["s3", "gcs", "azure"])
+def test_a_server_that_trickles_bytes_is_given_up_on_with_a_reason(
+    kind: str, tmp_path: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No single read times out (a byte arrives every 0.2 s): each request's own deadline
+    (three read timeouts) stops it, and the run says the server does not answer."""
+    with hanging_server("trickle") as url:
+        driver = Driver(name="d", integration="x", bucket="b", read_timeout=1)
+        store = open_store(driver, _pointed_at(kind, url, monkeypatch), tmp_path)
+        started = time.monotonic()
+        result = reconcile(catalog, store, dataset="ds", driver=driver, provider=kind)
+    assert time.monotonic() - started < 60
+    assert result.status is RunStatus.ABORTED and result.error_kind == "transient"
+    reason = result.reason or ""
+    assert ("Read timeout" in reason) if kind == "s3" else ("no complete answer for 3s" in reason)
+
+
+def test_a_silent_server_is_a_read_timeout_not_a_refused_connection(
+    tmp_path: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with hanging_server("silent") as url:
+        driver = Driver(name="d", integration="x", bucket="b", read_timeout=0.5)
+        store = open_store(driver, _pointed_at("s3", url, monkeypatch), tmp_path)
+        started = time.monotonic()
+        result = reconcile(catalog, store, dataset="ds", driver=driver, provider="s3")
+    assert time.monotonic() - started < 10  # two tries, not eight
+    assert result.status is RunStatus.ABORTED
+    assert "Read timeout" in (result.reason or "") and "connect" not in (result.reason or "")
+
+
+def test_a_listing_that_runs_past_its_deadline_stops(catalog: Catalog) -> None:
+    class Slow:
+        name = "slow"
+        sorted_listing = True
+        skipped_by_store: tuple[str, ...] = ()
+
+        def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[Listed]:
+            for n in range(100_000):
+                if n % 1024 == 0:
+                    time.sleep(0.2)
+                yield ObjectInfo(f"k{n:06d}", 1, 1.0)
+
+    driver = Driver(name="d", integration="x", bucket="b", listing_deadline=1)
+    result = reconcile(catalog, Slow(), dataset="ds", driver=driver, provider="s3")
+    assert result.status is RunStatus.ABORTED
+    assert "exceeded its deadline of 1s (listing_deadline)" in (result.reason or "")
+
+
+def test_a_stalled_listing_says_so() -> None:
+    def slow() -> Iterator[Listed]:
+        yield ObjectInfo("a", 1, 1.0)
+        time.sleep(5)
+        yield ObjectInfo("b", 1, 1.0)
+
+    listing = bounded(slow, stall=0.5, what="driver d")
+    assert next(listing).key == "a"
+    with pytest.raises(TransientError, match="no complete answer for 0s"):
+        next(listing)
+
+
+def _pointed_at(kind: str, url: str, monkeypatch: pytest.MonkeyPatch) -> Integration:
+    if kind == "s3":
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        return Integration.model_validate(
+            {
+                "name": "x",
+                "provider": "s3",
+                "endpoint_url": url,
+                "region": "us-east-1",
+                "access_key_id": "env:AWS_ACCESS_KEY_ID",
+                "secret_access_key": "env:AWS_SECRET_ACCESS_KEY",
+            }
+        )
+    if kind == "gcs":
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
+        return Integration(name="x", provider="gcs", project="test")
+    monkeypatch.setenv(
+        "SYNCD_TEST_TRICKLE",
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint={url}/{AZURITE_ACCOUNT};",
+    )
+    return Integration.model_validate(
+        {"name": "x", "provider": "azure", "connection_string": "env:SYNCD_TEST_TRICKLE"}
+    )
