@@ -393,7 +393,7 @@ def reconcile(
             status = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
             why = "interrupted (signal or Ctrl-C)" if interrupted else f"crashed: {exc!r}"
             with contextlib.suppress(Exception):
-                catalog.finish_run(result.run_id, status, counts, result.errors, scrub(why))
+                catalog.finish_run(result.run_id, status, None, result.errors, scrub(why))
         raise
     finally:
         merge.deletes.close()

@@ -456,3 +456,29 @@ def test_a_sync_settles_items_marked_for_verification(catalog: Catalog) -> None:
     assert (result.counts.updated, result.counts.deleted) == (2, 1)
     items = {i.key: (i.deleted, i.verify) for i in catalog.items("ds", include_deleted=True)}
     assert items == {"keep": (False, False), "gone": (True, False), "same": (False, False)}
+
+
+def test_an_interrupt_records_the_run_interrupted_with_what_was_committed(
+    catalog: Catalog,
+) -> None:
+    store = MemoryStore()
+    for n in range(12_000):
+        store.put(f"k{n:05d}", b"1")
+
+    class Interrupted:
+        name = "interrupted"
+        sorted_listing = True
+        skipped_by_store: tuple[str, ...] = ()
+
+        def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[Listed]:
+            for n, info in enumerate(store.list(prefix, start_after)):
+                if n == 11_000:
+                    raise KeyboardInterrupt
+                yield info
+
+    with pytest.raises(KeyboardInterrupt):
+        sync(catalog, Interrupted())
+    (run,) = catalog.runs("ds")
+    committed = sum(1 for c in catalog.changes("ds") if c.run_id == run.id)
+    assert run.status is RunStatus.INTERRUPTED and run.finished_at is not None
+    assert run.counts.added == committed == 10_000

@@ -282,12 +282,22 @@ class SqlCatalog(ABC):
         self,
         run_id: int,
         status: RunStatus,
-        counts: RunCounts,
+        counts: RunCounts | None,
         errors: Sequence[str] = (),
         reason: str | None = None,
     ) -> None:
         now = time.time()
         with self._locked() as cur:
+            if counts is None:
+                # The counts the run's last committed batch stored are the true ones.
+                cur.execute(
+                    self._sql(
+                        "UPDATE sync_runs SET status = ?, finished_at = ?, heartbeat_at = ?, "
+                        "errors = ?, reason = ? WHERE id = ?"
+                    ),
+                    (str(status), now, now, json.dumps(list(errors)[:100]), reason, run_id),
+                )
+                return
             cur.execute(
                 self._sql(
                     "UPDATE sync_runs SET status = ?, finished_at = ?, heartbeat_at = ?, "

@@ -175,10 +175,13 @@ class SqliteCatalog(SqlCatalog):
         cur.execute("BEGIN IMMEDIATE")
         try:
             yield cur
+            # Inside the try: an interrupt between the body and the commit must not leave
+            # the transaction open for whatever this connection does next.
+            self._conn.commit()
         except BaseException:
-            self._conn.rollback()
+            if self._conn.in_transaction:
+                self._conn.rollback()
             raise
-        self._conn.commit()
 
     def _bulk_upsert(self, cursor: Any, rows: list[tuple[Any, ...]]) -> None:
         cursor.executemany(self._upsert_sql(guarded=False), rows)

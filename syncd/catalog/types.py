@@ -254,10 +254,12 @@ class Catalog(Protocol):
         self,
         run_id: int,
         status: RunStatus,
-        counts: RunCounts,
+        counts: RunCounts | None,
         errors: Sequence[str] = (),
         reason: str | None = None,
-    ) -> None: ...
+    ) -> None:
+        """End a run. `counts` None keeps those its last committed batch stored."""
+        ...
 
     def datasets(self) -> list[DatasetSummary]: ...
 
