@@ -1,0 +1,1 @@
+"""Builds the function packages (`syncd deploy package`) and prepares buckets for them."""
