@@ -14,7 +14,7 @@ the dead-letter table in the same transaction; the rest of the batch is applied
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -138,12 +138,17 @@ class EventApplier:
                     )
                     continue
                 for route in matched:
-                    if event.kind is EventKind.DELETED and not route.driver.allow_external_delete:
+                    routed = event
+                    if routed.kind is EventKind.VERSION_DELETED and not route.driver.versioned:
+                        # In a bucket without versions, removing "a version" (S3 calls it
+                        # "null") removes the object.
+                        routed = replace(routed, kind=EventKind.DELETED)
+                    if routed.kind is EventKind.DELETED and not route.driver.allow_external_delete:
                         result.kept += 1
                         continue
                     ids = self._ids_of(route)
                     routes[ids] = route
-                    grouped.setdefault(ids, {}).setdefault(event.key, []).append(event)
+                    grouped.setdefault(ids, {}).setdefault(routed.key, []).append(routed)
         bad = [m for m in messages if m.error is not None]
         with self.catalog.transaction() as tx:
             for message in bad:

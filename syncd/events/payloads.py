@@ -17,7 +17,15 @@ import time
 from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 from syncd.events.timeparse import epoch
 
@@ -174,7 +182,8 @@ class S3Record(Payload):
 class EventBridgeObject(Payload):
     key: Key
     size: Size | None = None
-    etag: Text | None = None
+    # AWS documents `etag`; emulators checked against AWS also send `eTag`.
+    etag: Text | None = Field(default=None, validation_alias=AliasChoices("etag", "eTag"))
     version_id: Text | None = Field(default=None, alias="version-id")
     sequencer: Hex | None = None
 

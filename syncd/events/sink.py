@@ -7,8 +7,10 @@ it) or, on AWS, from the Secrets Manager secret named by `SYNCD_CATALOG_URL_SECR
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
+from urllib.parse import quote
 
 import structlog
 
@@ -36,12 +38,45 @@ def catalog_url_from_env(config: Config) -> str:
     secret = os.environ.get("SYNCD_CATALOG_URL_SECRET")
     if secret:
         import boto3
+        import botocore.exceptions
 
-        value: str = boto3.client("secretsmanager").get_secret_value(SecretId=secret)[
-            "SecretString"
-        ]
-        return value.strip()
+        try:
+            value: str = boto3.client("secretsmanager").get_secret_value(SecretId=secret)[
+                "SecretString"
+            ]
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise ConfigError(
+                f"SYNCD_CATALOG_URL_SECRET {secret}: cannot read the secret "
+                f"({type(exc).__name__}); the function needs secretsmanager:GetSecretValue "
+                "and, for a secret under a customer key, kms:Decrypt"
+            ) from None
+        return catalog_url_of_secret(value, secret)
     return os.environ.get("SYNCD_CATALOG_URL") or config.catalog_url()
+
+
+def catalog_url_of_secret(value: str, name: str) -> str:
+    """The catalog URL a secret holds: the URL itself, or the JSON of a database secret as
+    AWS's RDS rotation templates write it (`username`, `password`, `host`, `port`,
+    `dbname`). No message ever shows the value."""
+    text = value.strip()
+    if not text.startswith("{"):
+        return text
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError:
+        raise ConfigError(f"secret {name}: neither a URL nor JSON") from None
+    if not isinstance(fields, dict) or not {"username", "password", "host"} <= set(fields):
+        raise ConfigError(
+            f"secret {name}: a database secret needs username, password and host (and port, dbname)"
+        )
+    user = quote(str(fields["username"]), safe="")
+    password = quote(str(fields["password"]), safe="")
+    host = str(fields["host"])
+    port = f":{int(fields['port'])}" if fields.get("port") else ""
+    database = quote(str(fields.get("dbname") or "postgres"), safe="")
+    schema = fields.get("schema")
+    query = f"?schema={quote(str(schema), safe='')}" if schema else ""
+    return f"postgresql://{user}:{password}@{host}{port}/{database}{query}"
 
 
 class CatalogSink:

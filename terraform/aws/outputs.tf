@@ -4,7 +4,7 @@ output "function_arn" {
 }
 
 output "queue_url" {
-  description = "URL of the queue S3 notifies."
+  description = "URL of the queue the bucket's events arrive on."
   value       = aws_sqs_queue.events.id
 }
 
@@ -16,4 +16,9 @@ output "dead_letter_queue_url" {
 output "kms_key_arn" {
   description = "The key that encrypts the queues, the logs and the function environment."
   value       = aws_kms_key.syncd.arn
+}
+
+output "event_rule_arn" {
+  description = "eventbridge mode: the rule that forwards the bucket's object events (null in bucket_notification mode)."
+  value       = local.eventbridge ? aws_cloudwatch_event_rule.objects[0].arn : null
 }

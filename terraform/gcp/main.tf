@@ -46,6 +46,11 @@ resource "google_pubsub_subscription" "dead_letter" {
   name                       = "${var.name}-dead-letter-sub"
   topic                      = google_pubsub_topic.dead_letter.id
   message_retention_duration = "604800s"
+  # Nobody pulls this subscription until something goes wrong; without this Pub/Sub deletes
+  # it after 31 idle days, and dead letters published after that are lost.
+  expiration_policy {
+    ttl = ""
+  }
 }
 
 resource "google_pubsub_topic_iam_member" "gcs_publishes" {
@@ -83,6 +88,14 @@ resource "google_secret_manager_secret_iam_member" "function_reads_catalog_url" 
   member    = "serviceAccount:${google_service_account.function.email}"
 }
 
+# The archive syncd deploy package gcp builds, named by its content: a new build is a new
+# object, so the function is redeployed exactly when the code changed.
+resource "google_storage_bucket_object" "source" {
+  bucket = var.source_archive_bucket
+  name   = "${var.name}/syncd-gcp-function-${filemd5(var.package_zip)}.zip"
+  source = var.package_zip
+}
+
 resource "google_cloudfunctions2_function" "events" {
   project  = var.project
   location = var.region
@@ -93,8 +106,8 @@ resource "google_cloudfunctions2_function" "events" {
     entry_point = local.push ? "on_pubsub_push" : "on_storage_event"
     source {
       storage_source {
-        bucket = var.source_archive_bucket
-        object = var.source_archive_object
+        bucket = google_storage_bucket_object.source.bucket
+        object = google_storage_bucket_object.source.name
       }
     }
   }
@@ -147,6 +160,10 @@ resource "google_pubsub_subscription" "push" {
   name                 = "${var.name}-push"
   topic                = google_pubsub_topic.events.id
   ack_deadline_seconds = 60
+
+  expiration_policy {
+    ttl = ""
+  }
 
   push_config {
     push_endpoint = google_cloudfunctions2_function.events.service_config[0].uri

@@ -21,12 +21,12 @@ variable "name" {
 }
 
 variable "source_archive_bucket" {
-  description = "A bucket holding the function source archive."
+  description = "A bucket the module uploads the function's source archive to (one object per build)."
   type        = string
 }
 
-variable "source_archive_object" {
-  description = "The zip of the folder built by `syncd deploy package gcp --out DIR`."
+variable "package_zip" {
+  description = "The archive built by `syncd deploy package gcp --out DIR` (DIR/syncd-gcp-function.zip)."
   type        = string
 }
 

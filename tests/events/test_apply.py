@@ -30,8 +30,8 @@ from syncd.storage.types import ObjectInfo
 CONFIG = """\
 integrations: [{name: aws, provider: s3}]
 drivers:
-  - {name: raw, integration: aws, bucket: media, prefix: raw/, exclude: ["*.txt"]}
-  - {name: all, integration: aws, bucket: media}
+  - {name: raw, integration: aws, bucket: media, prefix: raw/, exclude: ["*.txt"], versioned: true}
+  - {name: all, integration: aws, bucket: media, versioned: true}
 datasets:
   - {name: train, drivers: [raw]}
   - {name: everything, drivers: [all]}
@@ -336,3 +336,13 @@ def test_a_payload_with_nul_bytes_is_dead_lettered(catalog: Catalog) -> None:
     assert result.dead_lettered == 1 and "raw/fine.jpg" in state(catalog)
     (letter,) = catalog.dead_letters()
     assert letter.payload == "bad\\u0000payload"
+
+
+def test_a_permanent_delete_in_a_bucket_without_versions_deletes(catalog: Catalog) -> None:
+    """S3 names an unversioned object's version "null"; removing it removes the object."""
+    cfg = parse_config(CONFIG.replace(", versioned: true", ""), "t.yaml")
+    applier = EventApplier(catalog, cfg)
+    applier.apply([message(versioned(EventKind.CREATED, "0A", "null"))])
+    applier.apply([message(versioned(EventKind.VERSION_DELETED, "0B", "null"))])
+    item = one(catalog)
+    assert (item.deleted, item.verify) == (True, False)

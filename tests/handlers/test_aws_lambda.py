@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from syncd.catalog import Catalog
+from syncd.catalog import Catalog, open_catalog
 from syncd.catalog.sqlite import SqliteCatalog
 from tests.handlers.conftest import ROUTES, fresh, json_lines
 from tests.peers import Peer
@@ -252,3 +252,53 @@ datasets: [{{name: inbox, drivers: [inbox]}}]
     (item,) = catalog.items("inbox", include_deleted=True)
     assert (item.key, item.deleted, item.verify) == ("scan 1.dcm", False, False)
     assert (item.version, item.size) == (v1["VersionId"], 1)
+
+
+def test_an_rds_style_secret_is_a_catalog_url_and_never_shown(
+    wired: tuple[Catalog, pytest.MonkeyPatch],
+    moto_clean: Peer,
+    postgres_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """AWS's rotation templates store JSON; the handler builds the URL from it, and no error
+    or log line shows the password."""
+    from urllib.parse import urlsplit
+
+    _, env = wired
+    parts = urlsplit(postgres_url)
+    secrets = boto3.client("secretsmanager", endpoint_url=moto_clean.url, region_name="us-east-1")
+    value = {
+        "engine": "postgres",
+        "username": parts.username,
+        "password": "p@ss:w/rd",
+        "host": parts.hostname,
+        "port": parts.port,
+        "dbname": parts.path.lstrip("/"),
+        "schema": postgres_url.split("schema=")[1],
+    }
+    arn = secrets.create_secret(Name="rds/syncd", SecretString=json.dumps(value))["ARN"]
+    env.delenv("SYNCD_CATALOG_URL")
+    env.setenv("SYNCD_CATALOG_URL_SECRET", arn)
+    env.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_clean.url)
+    env.setenv("SYNCD_CONFIG_YAML", ROUTES.format(provider="s3", bucket="uploads"))
+    handler = fresh("handlers.aws_lambda")
+    document = json.loads(
+        (
+            Path(__file__).parents[1] / "fixtures" / "events" / "aws-eventbridge-created.json"
+        ).read_text()
+    )
+    document["detail"]["bucket"]["name"] = "uploads"
+    # trust auth: any password connects, and the one in the secret must have been used.
+    assert handler.handler(document, None)["applied"] == 1
+    catalog = open_catalog(postgres_url)
+    assert [i.key for i in catalog.items("inbox")] == ["scans/ct 01.dcm"]
+    catalog.close()
+
+    value["host"] = "127.0.0.1"
+    value["port"] = 9
+    secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(value))
+    handler = fresh("handlers.aws_lambda")
+    with pytest.raises(Exception) as raised:
+        handler.handler(document, None)
+    assert "p@ss" not in str(raised.value) and "p%40ss" not in str(raised.value)
+    assert "p@ss" not in capsys.readouterr().err
