@@ -299,6 +299,80 @@ class MaxDelete(_Model):
 DEFAULT_SKIP = (".*", "*.part", "*.partial", "*.tmp", "*.crdownload", "*~")
 
 
+def _duration(value: Any) -> float:
+    # Imported here: the daemon's modules import this one.
+    from syncd.daemon.schedule import parse_duration
+
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 15m or 1d")
+    return parse_duration(value)
+
+
+#: Seconds, written as a number or as `90s`, `15m`, `2h`, `1d`.
+Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+
+
+def _schedule(value: Any) -> dict[str, Any]:
+    from syncd.daemon.schedule import schedule_of
+
+    if not isinstance(value, dict):
+        raise ValueError("expected {every: 15m, jitter: 10%} or {cron: '*/15 * * * *'}")
+    schedule_of(value)
+    return value
+
+
+class SqsSource(_Model):
+    """An SQS queue of S3 notifications (direct, SNS-enveloped or EventBridge bodies)."""
+
+    kind: Literal["sqs"]
+    queue_url: HttpUrl
+    #: Long-poll seconds per receive (SQS allows up to 20).
+    wait: float = Field(default=20.0, ge=0, le=20)
+    batch: int = Field(default=10, ge=1, le=10)
+    #: How long a received message stays hidden; extended while its batch is applied.
+    visibility: Duration = 60.0
+
+
+class AzureQueueSource(_Model):
+    """An Azure Storage queue fed by an Event Grid subscription (messages base64-encoded)."""
+
+    kind: Literal["azure-queue"]
+    queue: str = Field(min_length=3, max_length=63)
+    #: The integration whose account holds the queue (default: the driver's).
+    integration: str | None = None
+    batch: int = Field(default=32, ge=1, le=32)
+    visibility: Duration = 60.0
+    #: Event Grid writes base64; a queue filled by hand may hold plain JSON.
+    base64: bool = True
+    wait: float = Field(default=5.0, ge=0, le=60)
+
+
+class PubsubSource(_Model):
+    """A Pub/Sub pull subscription of a bucket's notifications."""
+
+    kind: Literal["pubsub"]
+    subscription: str = Field(pattern=r"^projects/[^/]+/subscriptions/[^/]+$")
+    batch: int = Field(default=100, ge=1, le=1000)
+    ack_deadline: Duration = 60.0
+    wait: float = Field(default=5.0, ge=0, le=60)
+
+
+class WatchSource(_Model):
+    """A local folder watched for changes (local drivers)."""
+
+    kind: Literal["watch"]
+    #: A file is ingested once its size and mtime hold still this long.
+    settle: Duration = 2.0
+    #: Poll instead of inotify (network filesystems).
+    polling: bool = False
+    poll_interval: Duration = 1.0
+
+
+Source = Annotated[
+    SqsSource | AzureQueueSource | PubsubSource | WatchSource, Field(discriminator="kind")
+]
+
+
 class Driver(_Model):
     """One bucket, container or folder (and optional prefix) through one integration."""
 
@@ -327,6 +401,11 @@ class Driver(_Model):
     #: Seconds a whole listing may take (None: no limit). A billion-object bucket is better
     #: reconciled from its inventory than listed.
     listing_deadline: float | None = Field(default=86_400.0, gt=0)
+    #: When `syncd run` reconciles this driver: {every: 15m, jitter: 10%} or {cron: "..."}.
+    #: A driver with a `source` is reconciled at `daemon.backfill` when this is not set.
+    schedule: Annotated[dict[str, Any], AfterValidator(_schedule)] | None = None
+    #: Where `syncd run` receives this driver's changes as they happen.
+    source: Source | None = None
 
     @field_validator("prefix")
     @classmethod
@@ -429,8 +508,24 @@ class ManifestSettings(_Model):
 _CROSS_CHECKED = {"cross_checked": True}
 
 
+class DaemonSettings(_Model):
+    """How `syncd run` works: worker threads, leases, backfill, shutdown."""
+
+    #: Reconciles that may run at once (threads).
+    workers: int = Field(default=2, ge=1, le=64)
+    #: A replica that stops renewing its lease loses it after this long.
+    lease_ttl: Duration = 60.0
+    #: How often event-driven drivers are still reconciled: notifications can be lost.
+    backfill: Duration = 86_400.0
+    #: SIGTERM/SIGINT: in-flight work is finished or released within this long.
+    shutdown_grace: Duration = 10.0
+    #: This replica's name in leases and slots (default: host:pid).
+    replica: str | None = None
+
+
 class Config(_Model):
     catalog: str = DEFAULT_CATALOG
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     manifest: ManifestSettings = Field(default_factory=ManifestSettings)
     integrations: tuple[Integration, ...] = ()
     drivers: tuple[Driver, ...] = ()

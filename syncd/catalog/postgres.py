@@ -74,6 +74,12 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE items ADD PRIMARY KEY (dataset_id, driver_id, key_hash)",
         f"CREATE INDEX items_key_order ON items (dataset_id, driver_id, left(key, {KEY_PREFIX}))",
     ],
+    [
+        "CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch BIGINT NOT NULL, "
+        "expires_at DOUBLE PRECISION NOT NULL, renewed_at DOUBLE PRECISION NOT NULL)",
+        "CREATE TABLE schedule_slots (name TEXT NOT NULL, slot BIGINT NOT NULL, "
+        "owner TEXT NOT NULL, claimed_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (name, slot))",
+    ],
 ]
 # Any constant works: it only has to be the same in every process that migrates.
 _MIGRATION_LOCK = 0x5F5C_D000
@@ -108,6 +114,16 @@ class PostgresCatalog(SqlCatalog):
     _after = f"left(key, {KEY_PREFIX}) >= left(?, {KEY_PREFIX}) AND key > ?"
     _conflict = "(dataset_id, driver_id, key_hash)"
     _item_columns = f"{ITEM_COLUMNS}, key_hash"
+    # The server's clock: replicas on several hosts compare lease times by one clock.
+    _now_sql = "extract(epoch from clock_timestamp())::double precision"
+    _skip_locked = " FOR UPDATE SKIP LOCKED"
+    _share = " FOR SHARE"
+
+    @contextmanager
+    def _lease_tx(self) -> Iterator[psycopg.Cursor[Any]]:
+        # Not the counters row: a heartbeat must never wait behind a batch of writes.
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            yield cur
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -136,7 +152,14 @@ class PostgresCatalog(SqlCatalog):
             raise
         if self.schema:
             name = pgsql.Identifier(self.schema)
-            conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
+            exists = conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)
+            ).fetchone()
+            if exists is None:
+                # Two connections creating it at once collide even with IF NOT EXISTS.
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                    conn.execute(pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
             conn.execute(pgsql.SQL("SET search_path TO {}").format(name))
         return conn
 

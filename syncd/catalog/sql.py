@@ -21,8 +21,10 @@ from syncd.catalog.types import (
     Change,
     DatasetSummary,
     DeadLetter,
+    Fence,
     Item,
     ItemWrite,
+    Lease,
     Op,
     RawRow,
     RunConflict,
@@ -31,6 +33,7 @@ from syncd.catalog.types import (
     SyncRun,
     WriteResult,
 )
+from syncd.errors import LeaseLost
 
 ROW_COLUMNS = (
     "key, size, mtime, etag, version, deleted, change_id, order_token, observed_at, "
@@ -120,6 +123,20 @@ class SqlCatalog(ABC):
         """The writer lock, with driver errors told as syncd's."""
         with self._guard(), self._write_lock() as cursor:
             yield cursor
+
+    #: The database's clock, in epoch seconds: every replica compares lease times by it.
+    _now_sql = "?"
+    #: How a lease row is locked for a claim so that two claimers never wait on each other,
+    #: and how a writer holds it so that no claim passes until its transaction ends.
+    _skip_locked = ""
+    _share = ""
+
+    def _lease_tx(self) -> AbstractContextManager[Any]:
+        """A transaction for lease and slot rows (no need for the items' writer lock)."""
+        return self._write_lock()
+
+    def _now_params(self) -> tuple[Any, ...]:
+        return (time.time(),) if self._now_sql == "?" else ()
 
     @abstractmethod
     def _bulk_upsert(self, cursor: Any, rows: list[ItemTuple]) -> None: ...
@@ -243,7 +260,13 @@ class SqlCatalog(ABC):
     # -- sync runs -----------------------------------------------------------------------
 
     def begin_run(
-        self, dataset_id: int, driver_id: int, *, watermark: int, stale_after: float = 300.0
+        self,
+        dataset_id: int,
+        driver_id: int,
+        *,
+        watermark: int,
+        stale_after: float = 300.0,
+        takeover: bool = False,
     ) -> int:
         now = time.time()
         host = socket.gethostname()
@@ -257,8 +280,11 @@ class SqlCatalog(ABC):
             )
             for run_id, run_host, pid, heartbeat in cur.fetchall():
                 dead = run_host == host and not _pid_alive(int(pid))
-                if dead or now - heartbeat > stale_after:
-                    why = "process gone" if dead else f"no heartbeat for {now - heartbeat:.0f}s"
+                if takeover or dead or now - heartbeat > stale_after:
+                    if takeover:
+                        why = "its replica lost the lease"
+                    else:
+                        why = "process gone" if dead else f"no heartbeat for {now - heartbeat:.0f}s"
                     cur.execute(
                         self._sql(
                             "UPDATE sync_runs SET status = 'interrupted', finished_at = ?, "
@@ -485,6 +511,77 @@ class SqlCatalog(ABC):
             for r in rows
         ]
 
+    # -- leases and schedule slots -------------------------------------------------------
+
+    def claim_lease(self, name: str, owner: str, ttl: float) -> int | None:
+        with self._guard(), self._lease_tx() as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO leases (name, owner, epoch, expires_at, renewed_at) "
+                    "VALUES (?, '', 0, 0, 0) ON CONFLICT (name) DO NOTHING"
+                ),
+                (name,),
+            )
+            cur.execute(
+                self._sql(
+                    f"SELECT owner, epoch, expires_at, {self._now_sql} FROM leases "
+                    f"WHERE name = ? {self._skip_locked}"
+                ),
+                (*self._now_params(), name),
+            )
+            row = cur.fetchone()
+            if row is None:
+                return None  # another replica holds the row for its own claim or write
+            holder, epoch, expires_at, now = row
+            if holder and holder != owner and expires_at > now:
+                return None
+            cur.execute(
+                self._sql(
+                    "UPDATE leases SET owner = ?, epoch = ?, expires_at = ?, renewed_at = ? "
+                    "WHERE name = ?"
+                ),
+                (owner, int(epoch) + 1, now + ttl, now, name),
+            )
+            return int(epoch) + 1
+
+    def renew_lease(self, name: str, owner: str, epoch: int, ttl: float) -> bool:
+        with self._guard(), self._lease_tx() as cur:
+            now = self._now_sql
+            cur.execute(
+                self._sql(
+                    f"UPDATE leases SET expires_at = {now} + ?, renewed_at = {now} "
+                    "WHERE name = ? AND owner = ? AND epoch = ?"
+                ),
+                (*self._now_params(), ttl, *self._now_params(), name, owner, epoch),
+            )
+            return bool(cur.rowcount == 1)
+
+    def release_lease(self, name: str, owner: str, epoch: int) -> None:
+        with self._guard(), self._lease_tx() as cur:
+            cur.execute(
+                self._sql(
+                    "UPDATE leases SET expires_at = 0 WHERE name = ? AND owner = ? AND epoch = ?"
+                ),
+                (name, owner, epoch),
+            )
+
+    def leases(self) -> list[Lease]:
+        rows = self._run(
+            "SELECT name, owner, epoch, expires_at, renewed_at FROM leases ORDER BY name"
+        ).fetchall()
+        return [Lease(r[0], r[1], int(r[2]), float(r[3]), float(r[4])) for r in rows]
+
+    def claim_slot(self, name: str, slot: int, owner: str) -> bool:
+        with self._guard(), self._lease_tx() as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO schedule_slots (name, slot, owner, claimed_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (name, slot) DO NOTHING"
+                ),
+                (name, slot, owner, time.time()),
+            )
+            return bool(cur.rowcount == 1)
+
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = self._run(
             self._sql(
@@ -586,6 +683,19 @@ class _SqlWriteTx:
                 time.time(),
             ),
         )
+
+    def check_fence(self, fence: Fence) -> None:
+        self._cur.execute(
+            self._catalog._sql(f"SELECT epoch FROM leases WHERE name = ?{self._catalog._share}"),
+            (fence.name,),
+        )
+        row = self._cur.fetchone()
+        if row is None or int(row[0]) != fence.epoch:
+            held = "none" if row is None else row[0]
+            raise LeaseLost(
+                f"lease {fence.name}: another replica holds it now (epoch {held}, this run's "
+                f"{fence.epoch}); this run's writes are refused"
+            )
 
     def heartbeat(self, run_id: int, counts: RunCounts) -> None:
         self._cur.execute(

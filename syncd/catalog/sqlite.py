@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,6 +69,12 @@ MIGRATIONS: list[list[str]] = [
         "CREATE UNIQUE INDEX dead_letters_message ON dead_letters (source, message_id) "
         "WHERE message_id <> ''",
     ],
+    [
+        "CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, epoch INTEGER NOT NULL, "
+        "expires_at REAL NOT NULL, renewed_at REAL NOT NULL)",
+        "CREATE TABLE schedule_slots (name TEXT NOT NULL, slot INTEGER NOT NULL, "
+        "owner TEXT NOT NULL, claimed_at REAL NOT NULL, PRIMARY KEY (name, slot))",
+    ],
 ]
 
 
@@ -87,7 +94,7 @@ class SqliteCatalog(SqlCatalog):
     def _check_path(self, path: Path) -> None:
         if path.is_dir():
             raise CatalogError(f"catalog {path}: is a folder; name a file (sqlite:///PATH.db)")
-        if path.is_file() and path.stat().st_size == 0:
+        if path.is_file() and _stays_empty(path):
             # SQLite would take an empty file for a new database and restart change ids at
             # 1 under every consumer that reads the feed "since N".
             raise CatalogError(
@@ -192,3 +199,18 @@ class SqliteCatalog(SqlCatalog):
             "run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+
+
+def _stays_empty(path: Path, wait: float = 1.0) -> bool:
+    """True when `path` is empty and is not a catalog another thread or process is creating
+    this moment (a new WAL database keeps its main file empty until the first checkpoint)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if path.stat().st_size > 0 or Path(f"{path}-wal").exists():
+                return False
+        except FileNotFoundError:
+            return False
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(0.05)

@@ -175,6 +175,23 @@ class WriteResult:
     first_change_id: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The lease a run writes under: every write checks that `epoch` is still the lease's."""
+
+    name: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    name: str
+    owner: str
+    epoch: int
+    expires_at: float
+    renewed_at: float
+
+
 class RunConflict(Exception):
     """Another live sync run holds the same dataset and driver."""
 
@@ -209,6 +226,11 @@ class WriteTx(Protocol):
     def dead_letter(self, source: str, reason: str, payload: str, message_id: str = "") -> None: ...
 
     def heartbeat(self, run_id: int, counts: RunCounts) -> None: ...
+
+    def check_fence(self, fence: Fence) -> None:
+        """Raise `LeaseLost` unless `fence.epoch` is still the lease's epoch; until this
+        transaction ends, nobody can claim the lease."""
+        ...
 
 
 class Catalog(Protocol):
@@ -247,8 +269,17 @@ class Catalog(Protocol):
     def transaction(self) -> AbstractContextManager[WriteTx]: ...
 
     def begin_run(
-        self, dataset_id: int, driver_id: int, *, watermark: int, stale_after: float = 300.0
-    ) -> int: ...
+        self,
+        dataset_id: int,
+        driver_id: int,
+        *,
+        watermark: int,
+        stale_after: float = 300.0,
+        takeover: bool = False,
+    ) -> int:
+        """Record a run `running`. A live run of the same pair raises `RunConflict`, unless
+        `takeover` (the caller holds the pair's lease, so that run's replica lost it)."""
+        ...
 
     def finish_run(
         self,
@@ -288,3 +319,24 @@ class Catalog(Protocol):
     def runs(self, dataset: str | None = None, limit: int = 20) -> list[SyncRun]: ...
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+
+    # -- leases and schedule slots, for the daemon's replicas -------------------------------
+
+    def claim_lease(self, name: str, owner: str, ttl: float) -> int | None:
+        """Take lease `name` when it is free, expired or already `owner`'s; the new epoch,
+        or None when another owner holds it (or is claiming it right now)."""
+        ...
+
+    def renew_lease(self, name: str, owner: str, epoch: int, ttl: float) -> bool:
+        """Extend a held lease; False when it was lost (claimed by another since)."""
+        ...
+
+    def release_lease(self, name: str, owner: str, epoch: int) -> None:
+        """Let another replica claim the lease now."""
+        ...
+
+    def leases(self) -> list[Lease]: ...
+
+    def claim_slot(self, name: str, slot: int, owner: str) -> bool:
+        """True for the one caller, across every replica, that gets to run this slot."""
+        ...

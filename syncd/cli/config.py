@@ -19,6 +19,14 @@ EXAMPLE_CONFIG = """\
 # and machines: postgresql://user@host:5432/db?schema=syncd  (SYNCD_CATALOG_URL overrides).
 catalog: sqlite:///.syncd/catalog.db
 
+# `syncd run`: the daemon. Replicas sharing a PostgreSQL catalog split the work between them.
+daemon:
+  workers: 2                     # reconciles at once
+  lease_ttl: 60s                 # a replica that stops renewing loses its drivers after this
+  backfill: 1d                   # drivers without a schedule are still reconciled this often
+  shutdown_grace: 10s            # SIGTERM: in-flight work finishes or is released within this
+  # replica: host-a              # its name in leases (default host:pid, or $SYNCD_REPLICA)
+
 integrations:
   - name: disk
     provider: local
@@ -42,6 +50,12 @@ drivers:
     # skip: [".*", "*.part", "*.tmp", "*~"]   # hidden and partial files (the default)
     allow_external_delete: true    # false: keep items whose objects disappear
     max_delete: 50%                # a sync deleting more than this stops (also a count: 1000)
+    schedule: {every: 15m, jitter: 10%}   # when `syncd run` reconciles it; or {cron: "0 3 * * *"}
+    # source: {kind: watch, settle: 2s}   # ingest files as they settle (polling: true for NFS)
+    # Buckets send their notifications to a queue the daemon reads:
+    # source: {kind: sqs, queue_url: https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE}
+    # source: {kind: azure-queue, queue: blob-events}        # Event Grid → Storage Queue
+    # source: {kind: pubsub, subscription: projects/P/subscriptions/S}
 
 datasets:
   - name: images

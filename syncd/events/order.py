@@ -126,13 +126,14 @@ class KeyState:
             self.size = event.size
         elif not self.seen:
             self.size = 0
+        mtime = event.mtime if event.mtime is not None else event.event_time
         if deleted:
             # A tombstone keeps the last known content fields.
             if not self.seen:
-                self.mtime = event.event_time
+                self.mtime = mtime
                 self.etag = event.etag
         else:
-            self.mtime = event.event_time
+            self.mtime = mtime
             self.etag = event.etag
         self.version = event.version
         self.content_type = event.content_type or self.content_type

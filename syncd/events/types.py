@@ -45,6 +45,9 @@ class ObjectEvent:
     content_type: str | None = None
     event_id: str | None = None
     cause: str | None = None
+    #: The object's modification time when it differs from the time of the change (a
+    #: folder watcher sees a file copied with its old mtime now); None: `event_time`.
+    mtime: float | None = None
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from syncd.errors import TransientError
+from syncd.errors import Stopped, TransientError
 from syncd.storage.types import Listed
 
 _CHUNK = 500
@@ -31,14 +31,20 @@ class _Failed:
 
 
 class Deadline:
-    """The end of a whole listing, looked at between batches by whoever reads it."""
+    """The end of a whole listing, looked at between batches by whoever reads it; and a
+    stop signal (a daemon shutting down) looked at in the same places."""
 
-    def __init__(self, seconds: float | None, what: str) -> None:
+    def __init__(
+        self, seconds: float | None, what: str, stop: threading.Event | None = None
+    ) -> None:
         self.seconds = seconds
         self.what = what
+        self.stop = stop
         self.ends = None if seconds is None else time.monotonic() + seconds
 
     def check(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise Stopped(f"{self.what}: stopped (shutting down); nothing more written")
         if self.ends is not None and time.monotonic() > self.ends:
             raise TransientError(
                 f"{self.what}: the listing exceeded its deadline of {self.seconds:.0f}s "

@@ -257,9 +257,29 @@ class S3Store:
         )
 
 
-def client_for(integration: Integration, driver: Driver | None, base_dir: Path) -> Any:
-    """A boto3 S3 client for an integration (and a driver's region/endpoint overrides)."""
-    return _session_and_client(integration, driver, base_dir)[1]
+def session_for(integration: Integration, base_dir: Path, region: str | None = None) -> Any:
+    """A boto3 session with the integration's credentials: its keys, profile, or the
+    default chain, then its role when it names one."""
+    keys: dict[str, str] = {}
+    if integration.access_key_id and integration.secret_access_key:
+        keys["aws_access_key_id"] = integration.access_key_id.resolve(base_dir)
+        keys["aws_secret_access_key"] = integration.secret_access_key.resolve(base_dir)
+        if integration.session_token:
+            keys["aws_session_token"] = integration.session_token.resolve(base_dir)
+    session = boto3.session.Session(profile_name=integration.profile, **keys)
+    if integration.role_arn:
+        sts = session.client(
+            "sts", region_name=region or integration.region, endpoint_url=integration.endpoint_url
+        )
+        assumed = sts.assume_role(RoleArn=integration.role_arn, RoleSessionName="syncd")[
+            "Credentials"
+        ]
+        session = boto3.session.Session(
+            aws_access_key_id=assumed["AccessKeyId"],
+            aws_secret_access_key=assumed["SecretAccessKey"],
+            aws_session_token=assumed["SessionToken"],
+        )
+    return session
 
 
 def _session_and_client(
@@ -277,23 +297,7 @@ def _session_and_client(
         signature_version="s3v4",
         s3={"addressing_style": "path" if style == "path" else style},
     )
-    keys: dict[str, str] = {}
-    if integration.access_key_id and integration.secret_access_key:
-        keys["aws_access_key_id"] = integration.access_key_id.resolve(base_dir)
-        keys["aws_secret_access_key"] = integration.secret_access_key.resolve(base_dir)
-        if integration.session_token:
-            keys["aws_session_token"] = integration.session_token.resolve(base_dir)
-    session = boto3.session.Session(profile_name=integration.profile, **keys)
-    if integration.role_arn:
-        sts = session.client("sts", region_name=region, endpoint_url=endpoint)
-        assumed = sts.assume_role(RoleArn=integration.role_arn, RoleSessionName="syncd")[
-            "Credentials"
-        ]
-        session = boto3.session.Session(
-            aws_access_key_id=assumed["AccessKeyId"],
-            aws_secret_access_key=assumed["SecretAccessKey"],
-            aws_session_token=assumed["SessionToken"],
-        )
+    session = session_for(integration, base_dir, region)
     return session, session.client("s3", endpoint_url=endpoint, config=config)
 
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from syncd.config import Driver, Integration
 from syncd.storage import open_store
 from syncd.storage.memory import MemoryStore
 from syncd.storage.types import Store
-from tests.peers import Peer, azurite, azurite_connection_string, fake_gcs_server
+from tests.peers import Peer, azurite_connection_string
 
 
 @dataclass
@@ -41,26 +40,6 @@ class Bucket:
         if self.kind == "memory":
             return self.store  # type: ignore[no-any-return]
         return open_store(self.driver(**fields), self.integration, self.base_dir)
-
-
-@pytest.fixture(scope="session")
-def gcs_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
-    peer = fake_gcs_server(tmp_path_factory.mktemp("gcs"))
-    saved = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ["STORAGE_EMULATOR_HOST"] = peer.url
-    yield peer
-    peer.stop()
-    if saved is None:
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
-    else:
-        os.environ["STORAGE_EMULATOR_HOST"] = saved
-
-
-@pytest.fixture(scope="session")
-def azurite_peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Peer]:
-    peer = azurite(tmp_path_factory.mktemp("azurite"))
-    yield peer
-    peer.stop()
 
 
 def _name() -> str:

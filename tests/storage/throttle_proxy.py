@@ -1,5 +1,5 @@
 """An HTTP proxy in front of an emulator that answers some requests with 503 SlowDown, or
-drops the connection, the way S3 does under load."""
+drops the connection, the way S3 does under load; it also records every request it saw."""
 
 from __future__ import annotations
 
@@ -17,18 +17,21 @@ SLOW_DOWN = (
 
 
 class Faults:
-    """Every `every`-th request fails: alternately a 503 SlowDown and a dropped connection."""
+    """Every `every`-th request fails (0: none): alternately a 503 SlowDown and a dropped
+    connection. `requests` holds (method, path) of every request, in arrival order."""
 
     def __init__(self, every: int) -> None:
         self.every = every
         self.seen = 0
         self.injected = 0
+        self.requests: list[tuple[str, str]] = []
         self._lock = threading.Lock()
 
-    def next_fault(self) -> str | None:
+    def next_fault(self, method: str, path: str) -> str | None:
         with self._lock:
             self.seen += 1
-            if self.seen % self.every:
+            self.requests.append((method, path))
+            if not self.every or self.seen % self.every:
                 return None
             self.injected += 1
             return "503" if self.injected % 2 else "reset"
@@ -48,7 +51,7 @@ def throttling_proxy(upstream: str, every: int = 3) -> Iterator[tuple[str, Fault
         def _forward(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
-            fault = faults.next_fault()
+            fault = faults.next_fault(self.command, self.path)
             if fault == "503":
                 self.send_response(503)
                 self.send_header("Content-Type", "application/xml")
