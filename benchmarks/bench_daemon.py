@@ -164,8 +164,9 @@ def freshness_s3(moto: Peer, count: int, rate: float) -> None:
             put_at: dict[str, float] = {}
             for n in range(count):
                 key = f"fresh/{n:05d}.jpg"
-                s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+                # moto notifies while the PUT is answered: time it from the request.
                 put_at[key] = time.time()
+                s3.put_object(Bucket=bucket, Key=key, Body=b"x")
                 time.sleep(1 / rate)
             wait_for(lambda: len(commit_times(url, "inbox")) >= count, 120)
             seen = commit_times(url, "inbox")

@@ -523,9 +523,53 @@ class DaemonSettings(_Model):
     replica: str | None = None
 
 
+Scope = Literal["read", "write"]
+
+
+class ApiToken(_Model):
+    """A bearer token the API accepts, and what it may do (`write` implies `read`)."""
+
+    name: str = Field(pattern=_NAME)
+    token: Annotated[SecretRef, BeforeValidator(_secret)]
+    scopes: tuple[Scope, ...] = ("read",)
+
+
+class ApiSettings(_Model):
+    """The HTTP API `syncd run` serves."""
+
+    #: host:port; 127.0.0.1 unless you mean to expose it (then set tokens).
+    listen: str = Field(default="127.0.0.1:8080", pattern=r"^[^\s:]+:\d{1,5}$")
+    #: No token: every request is allowed from where `listen` is reachable.
+    tokens: tuple[ApiToken, ...] = ()
+    #: Origins allowed by CORS (none unless listed).
+    cors_origins: tuple[str, ...] = ()
+    #: Largest request body, bytes.
+    max_body: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024**3)
+    #: Pub/Sub push: the audience its OIDC token must carry (None: not verified).
+    pubsub_audience: str | None = None
+
+
+WebhookEvent = Literal["sync.completed", "sync.aborted", "items.changed"]
+
+
+class Webhook(_Model):
+    """An HTTP endpoint told of run ends and changes, signed as Standard Webhooks are."""
+
+    name: str = Field(pattern=_NAME)
+    url: HttpUrl
+    events: tuple[WebhookEvent, ...] = ("sync.completed", "sync.aborted", "items.changed")
+    #: The signing secret: `whsec_` + base64, or any text (used as its UTF-8 bytes).
+    secret: Annotated[SecretRef, BeforeValidator(_secret)]
+    #: Only these datasets (empty: all).
+    datasets: tuple[str, ...] = ()
+
+
 class Config(_Model):
     catalog: str = DEFAULT_CATALOG
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    #: Served by `syncd run` when set.
+    api: ApiSettings | None = None
+    webhooks: tuple[Webhook, ...] = ()
     manifest: ManifestSettings = Field(default_factory=ManifestSettings)
     integrations: tuple[Integration, ...] = ()
     drivers: tuple[Driver, ...] = ()

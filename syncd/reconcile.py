@@ -346,6 +346,7 @@ def reconcile(
     plan_limit: int | None = PLAN_LIMIT,
     fence: Fence | None = None,
     stop: threading.Event | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> SyncResult:
     """Bring `dataset`'s items from `driver` in step with `store`'s listing.
 
@@ -357,6 +358,7 @@ def reconcile(
     Under a daemon's lease (`fence`), every batch checks the lease is still this run's, and
     a run left `running` by a replica that lost the lease is taken over. `stop` asks the run
     to end between batches (a daemon shutting down): it is recorded `interrupted`.
+    `on_start` is told the run id as soon as the run is recorded.
     """
     started = time.monotonic()
     wall_start = time.time()
@@ -378,6 +380,8 @@ def reconcile(
         )
         result.run_id = run_id
         writer = _Writer(catalog, dataset_id, driver_id, run_id, watermark, fence)
+        if on_start is not None:
+            on_start(run_id)
     bound = log.bind(dataset=dataset, driver=driver.name, run_id=result.run_id, dry_run=dry_run)
     bound.info("sync started", provider=provider, bucket=driver.bucket, prefix=driver.prefix)
 

@@ -105,4 +105,6 @@ def dead_letter_view(letter: DeadLetter) -> dict[str, Any]:
         "source": letter.source,
         "reason": letter.reason,
         "payload": letter.payload,
+        "message_id": letter.message_id,
+        "attempts": letter.attempts,
     }

@@ -186,7 +186,7 @@ def test_unknown_fields_suggest_the_close_name_or_list_the_known_ones() -> None:
         "cfg.yaml:4:47: drivers[0].bukcet: unknown field 'bukcet' (did you mean 'bucket'?)"
     ]
     assert errors("colour: blue\n") == [
-        "cfg.yaml:1:1: colour: unknown field 'colour' (known fields: catalog, daemon, manifest, "
+        "cfg.yaml:1:1: colour: unknown field 'colour' (known fields: catalog, daemon, api, webhooks, manifest, "
         "integrations, drivers, datasets)"
     ]
     # base_dir is the file's folder, set by the caller, never by the file.

@@ -3,7 +3,8 @@
 `on_blob_event`: an Event Grid trigger. `webhook`: an HTTP endpoint for an Event Grid
 webhook subscription in either schema; it answers the subscription-validation handshake
 (Event Grid schema) and the CloudEvents abuse-protection OPTIONS handshake. Configure with
-SYNCD_CATALOG_URL and SYNCD_CONFIG or SYNCD_CONFIG_YAML.
+SYNCD_CATALOG_URL and SYNCD_CONFIG or SYNCD_CONFIG_YAML, or with SYNCD_INGEST_URL and
+SYNCD_INGEST_TOKEN to forward to the daemon's ingest API instead.
 """
 
 from __future__ import annotations
@@ -14,17 +15,17 @@ import azure.functions as func
 
 from syncd import logs
 from syncd.events.azure import parse_event_grid_batch, validation_code
-from syncd.events.sink import CatalogSink
+from syncd.events.sink import Sink, open_sink
 from syncd.events.types import Message
 
 logs.configure(function=True)
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-_sink: CatalogSink | None = None
+_sink: Sink | None = None
 
 
 def _apply(messages: list[Message]) -> list[str]:
     global _sink
-    _sink = _sink or CatalogSink()
+    _sink = _sink or open_sink("azure")
     return _sink.handle(messages).failed
 
 

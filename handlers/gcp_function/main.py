@@ -7,7 +7,8 @@
 - `on_storage_event_gen1`: a gen1 background function on a Cloud Storage or a Pub/Sub
   trigger (`google.pubsub.topic.publish`), routed by the context's event type.
 
-Configure with SYNCD_CATALOG_URL and SYNCD_CONFIG or SYNCD_CONFIG_YAML. An exception makes
+Configure with SYNCD_CATALOG_URL and SYNCD_CONFIG or SYNCD_CONFIG_YAML, or with SYNCD_INGEST_URL
+and SYNCD_INGEST_TOKEN to forward to the daemon's ingest API instead. An exception makes
 the platform deliver again; a payload that cannot be parsed is dead-lettered and accepted.
 """
 
@@ -19,16 +20,16 @@ import functions_framework
 
 from syncd import logs
 from syncd.events.gcp import parse_background_event, parse_cloud_event, parse_push_envelope
-from syncd.events.sink import CatalogSink
+from syncd.events.sink import Sink, open_sink
 from syncd.events.types import Message
 
 logs.configure(function=True)
-_sink: CatalogSink | None = None
+_sink: Sink | None = None
 
 
 def _apply(message: Message) -> None:
     global _sink
-    _sink = _sink or CatalogSink()
+    _sink = _sink or open_sink("gcp")
     if _sink.handle([message]).failed:
         raise RuntimeError("change not committed; retry")
 

@@ -80,6 +80,17 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE schedule_slots (name TEXT NOT NULL, slot BIGINT NOT NULL, "
         "owner TEXT NOT NULL, claimed_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (name, slot))",
     ],
+    # Outbox rows are inserted under the writer lock only, so their ids commit in order (a
+    # cursor never passes an id that commits later).
+    [
+        "CREATE TABLE outbox (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+        "kind TEXT NOT NULL, dataset TEXT NOT NULL, payload TEXT NOT NULL, "
+        "created_at DOUBLE PRECISION NOT NULL)",
+        "CREATE TABLE webhook_state (name TEXT PRIMARY KEY, last_id BIGINT NOT NULL, "
+        "pending_through BIGINT NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, "
+        "next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0, last_error TEXT, "
+        "updated_at DOUBLE PRECISION NOT NULL)",
+    ],
 ]
 # Any constant works: it only has to be the same in every process that migrates.
 _MIGRATION_LOCK = 0x5F5C_D000

@@ -12,8 +12,9 @@ import os
 import socket
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from syncd.catalog.types import (
@@ -26,11 +27,14 @@ from syncd.catalog.types import (
     ItemWrite,
     Lease,
     Op,
+    OutboxKind,
+    OutboxRow,
     RawRow,
     RunConflict,
     RunCounts,
     RunStatus,
     SyncRun,
+    WebhookState,
     WriteResult,
 )
 from syncd.errors import LeaseLost
@@ -292,6 +296,7 @@ class SqlCatalog(ABC):
                         ),
                         (now, f"interrupted: {why}", run_id),
                     )
+                    self._announce_run(cur, run_id)
                 else:
                     raise RunConflict(f"sync run {run_id} (pid {pid} on {run_host}) is running")
             cur.execute(
@@ -314,6 +319,11 @@ class SqlCatalog(ABC):
     ) -> None:
         now = time.time()
         with self._locked() as cur:
+            cur.execute(self._sql("SELECT status FROM sync_runs WHERE id = ?"), (run_id,))
+            before = cur.fetchone()
+            # The webhooks' outbox rows commit with the run's end, or neither does; a run's
+            # end recorded again with the same status is not announced again.
+            announce = before is not None and before[0] != str(status)
             if counts is None:
                 # The counts the run's last committed batch stored are the true ones.
                 cur.execute(
@@ -323,6 +333,8 @@ class SqlCatalog(ABC):
                     ),
                     (str(status), now, now, json.dumps(list(errors)[:100]), reason, run_id),
                 )
+                if announce:
+                    self._announce_run(cur, run_id)
                 return
             cur.execute(
                 self._sql(
@@ -345,12 +357,78 @@ class SqlCatalog(ABC):
                     run_id,
                 ),
             )
+            if announce:
+                self._announce_run(cur, run_id)
         if counts.added + counts.updated >= ANALYZE_AFTER:
             self._analyze()
 
     @abstractmethod
     def _analyze(self) -> None:
         """Refresh the planner's statistics after a large change."""
+
+    def _announce_run(self, cur: Any, run_id: int) -> None:
+        """Queue a run's end for webhooks in the transaction that records it: `sync.completed`
+        or `sync.aborted`, after `items.changed` when the run changed anything. (A dry run
+        records no run, so it announces nothing.)"""
+        cur.execute(
+            self._sql(
+                "SELECT ds.name, dr.name, r.status, r.started_at, r.finished_at, r.listed, "
+                "r.added, r.updated, r.deleted, r.unchanged, r.skipped, r.reason, r.watermark "
+                "FROM sync_runs r JOIN datasets ds ON ds.id = r.dataset_id "
+                "JOIN drivers dr ON dr.id = r.driver_id WHERE r.id = ?"
+            ),
+            (run_id,),
+        )
+        row = cur.fetchone()
+        if row is None or row[2] == RunStatus.RUNNING:
+            return
+        dataset, driver, status = row[0], row[1], RunStatus(row[2])
+        counts = RunCounts(*(int(v or 0) for v in row[5:11]))
+        at = float(row[4] if row[4] is not None else time.time())
+        changed = counts.added + counts.updated + counts.deleted
+        if changed:
+            first, last = self._run_changes(cur, run_id, int(row[12]))
+            data: dict[str, Any] = {
+                "dataset": dataset,
+                "drivers": [driver],
+                "run_ids": [run_id],
+                "count": changed,
+                "added": counts.added,
+                "updated": counts.updated,
+                "deleted": counts.deleted,
+                "first_change_id": first,
+                "last_change_id": last,
+            }
+            _insert_outbox(self, cur, "items.changed", dataset, data, at)
+        completed = status in (RunStatus.SUCCEEDED, RunStatus.COMPLETED_WITH_ERRORS)
+        data = {
+            "run_id": run_id,
+            "dataset": dataset,
+            "driver": driver,
+            "status": str(status),
+            "counts": counts.as_dict(),
+            "reason": row[11],
+            "started_at": _iso(float(row[3])),
+            "finished_at": _iso(at),
+        }
+        _insert_outbox(
+            self, cur, "sync.completed" if completed else "sync.aborted", dataset, data, at
+        )
+
+    def _run_changes(self, cur: Any, run_id: int, watermark: int) -> tuple[int | None, int | None]:
+        """The first and last change id a run wrote. Its changes all come after its watermark;
+        each end is a primary-key scan that stops at the first change of the run."""
+        ends: list[int | None] = []
+        for order in ("ASC", "DESC"):
+            cur.execute(
+                self._sql(
+                    f"SELECT id FROM changes WHERE id > ? AND run_id = ? ORDER BY id {order} LIMIT 1"
+                ),
+                (watermark, run_id),
+            )
+            found = cur.fetchone()
+            ends.append(int(found[0]) if found else None)
+        return ends[0], ends[1]
 
     # -- reads for people and downstream consumers --------------------------------------
 
@@ -484,6 +562,10 @@ class SqlCatalog(ABC):
             return self._runs_where("1 = 1", (), limit)
         return self._runs_where("ds.name = ?", (dataset,), limit)
 
+    def run_by_id(self, run_id: int) -> SyncRun | None:
+        found = self._runs_where("r.id = ?", (run_id,), 1)
+        return found[0] if found else None
+
     def _runs_where(self, where: str, params: Sequence[Any], limit: int) -> list[SyncRun]:
         rows = self._run(
             self._sql(
@@ -582,6 +664,78 @@ class SqlCatalog(ABC):
             )
             return bool(cur.rowcount == 1)
 
+    # -- the webhook outbox --------------------------------------------------------------
+
+    def outbox_after(self, after_id: int, limit: int = 100) -> list[OutboxRow]:
+        rows = self._run(
+            self._sql(
+                "SELECT id, kind, dataset, payload, created_at FROM outbox WHERE id > ? "
+                "ORDER BY id LIMIT ?"
+            ),
+            (after_id, limit),
+        ).fetchall()
+        return [OutboxRow(int(r[0]), r[1], r[2], r[3], float(r[4])) for r in rows]
+
+    def outbox_last_id(self, before: float | None = None) -> int:
+        if before is None:
+            row = self._run("SELECT max(id) FROM outbox").fetchone()
+        else:
+            row = self._run(
+                self._sql("SELECT max(id) FROM outbox WHERE created_at < ?"), (before,)
+            ).fetchone()
+        return int(row[0] or 0)
+
+    def prune_outbox(self, older_than: float, through_id: int) -> int:
+        with self._guard(), self._lease_tx() as cur:
+            cur.execute(
+                self._sql("DELETE FROM outbox WHERE id <= ? AND created_at < ?"),
+                (through_id, older_than),
+            )
+            return int(cur.rowcount)
+
+    def webhook_state(self, name: str) -> WebhookState | None:
+        row = self._run(
+            self._sql(
+                "SELECT name, last_id, pending_through, attempts, next_attempt_at, last_error "
+                "FROM webhook_state WHERE name = ?"
+            ),
+            (name,),
+        ).fetchone()
+        if row is None:
+            return None
+        return WebhookState(row[0], int(row[1]), int(row[2]), int(row[3]), float(row[4]), row[5])
+
+    def save_webhook_state(self, state: WebhookState, fence: Fence | None = None) -> bool:
+        with self._guard(), self._lease_tx() as cur:
+            if fence is not None:
+                cur.execute(
+                    self._sql(f"SELECT epoch FROM leases WHERE name = ?{self._share}"),
+                    (fence.name,),
+                )
+                held = cur.fetchone()
+                if held is None or int(held[0]) != fence.epoch:
+                    return False
+            cur.execute(
+                self._sql(
+                    "INSERT INTO webhook_state (name, last_id, pending_through, attempts, "
+                    "next_attempt_at, last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET last_id = excluded.last_id, "
+                    "pending_through = excluded.pending_through, attempts = excluded.attempts, "
+                    "next_attempt_at = excluded.next_attempt_at, "
+                    "last_error = excluded.last_error, updated_at = excluded.updated_at"
+                ),
+                (
+                    state.name,
+                    state.last_id,
+                    state.pending_through,
+                    state.attempts,
+                    state.next_attempt_at,
+                    None if state.last_error is None else _storable(state.last_error),
+                    time.time(),
+                ),
+            )
+            return True
+
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         rows = self._run(
             self._sql(
@@ -591,6 +745,24 @@ class SqlCatalog(ABC):
             (limit,),
         ).fetchall()
         return [DeadLetter(int(r[0]), r[1], r[2], r[3], r[4], r[5], int(r[6])) for r in rows]
+
+    def dead_letter_by_id(self, letter_id: int) -> DeadLetter | None:
+        row = self._run(
+            self._sql(
+                "SELECT id, received_at, source, reason, payload, message_id, attempts "
+                "FROM dead_letters WHERE id = ?"
+            ),
+            (letter_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return DeadLetter(int(row[0]), row[1], row[2], row[3], row[4], row[5], int(row[6]))
+
+    def discard_dead_letter(self, letter_id: int) -> bool:
+        """Remove one dead letter; False when there was none with that id."""
+        with self._locked() as cur:
+            cur.execute(self._sql("DELETE FROM dead_letters WHERE id = ?"), (letter_id,))
+            return bool(cur.rowcount)
 
 
 class _Result(list[tuple[Any, ...]]):
@@ -684,6 +856,12 @@ class _SqlWriteTx:
             ),
         )
 
+    def discard_dead_letter(self, letter_id: int) -> None:
+        self._cur.execute(self._catalog._sql("DELETE FROM dead_letters WHERE id = ?"), (letter_id,))
+
+    def outbox(self, kind: OutboxKind, dataset: str, data: Mapping[str, Any]) -> int:
+        return _insert_outbox(self._catalog, self._cur, kind, dataset, data, time.time())
+
     def check_fence(self, fence: Fence) -> None:
         self._cur.execute(
             self._catalog._sql(f"SELECT epoch FROM leases WHERE name = ?{self._catalog._share}"),
@@ -714,6 +892,35 @@ class _SqlWriteTx:
                 run_id,
             ),
         )
+
+
+def _iso(ts: float) -> str:
+    """ISO 8601 UTC with microseconds and a `Z`, as Standard Webhooks' examples write it."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _insert_outbox(
+    catalog: SqlCatalog,
+    cur: Any,
+    kind: OutboxKind,
+    dataset: str,
+    data: Mapping[str, Any],
+    at: float,
+) -> int:
+    """One outbox row, in the caller's write transaction (under the writer lock, so ids
+    commit in order). Its payload is the body webhooks are sent, as Standard Webhooks
+    recommend: `{"type", "timestamp", "data"}`, compact, ASCII."""
+    payload = json.dumps(
+        {"type": kind, "timestamp": _iso(at), "data": dict(data)}, separators=(",", ":")
+    )
+    cur.execute(
+        catalog._sql(
+            "INSERT INTO outbox (kind, dataset, payload, created_at) VALUES (?, ?, ?, ?) "
+            "RETURNING id"
+        ),
+        (kind, dataset, payload, time.time()),
+    )
+    return int(cur.fetchone()[0])
 
 
 def _storable(text: str) -> str:

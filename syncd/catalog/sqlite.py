@@ -75,6 +75,17 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE schedule_slots (name TEXT NOT NULL, slot INTEGER NOT NULL, "
         "owner TEXT NOT NULL, claimed_at REAL NOT NULL, PRIMARY KEY (name, slot))",
     ],
+    # The webhook outbox, written in the transaction that made each event true, and how far
+    # each webhook's delivery got. AUTOINCREMENT: an id is never reused after a prune, or a
+    # cursor would skip the new row.
+    [
+        "CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
+        "dataset TEXT NOT NULL, payload TEXT NOT NULL, created_at REAL NOT NULL) STRICT",
+        "CREATE TABLE webhook_state (name TEXT PRIMARY KEY, last_id INTEGER NOT NULL, "
+        "pending_through INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, "
+        "next_attempt_at REAL NOT NULL DEFAULT 0, last_error TEXT, updated_at REAL NOT NULL) "
+        "STRICT",
+    ],
 ]
 
 

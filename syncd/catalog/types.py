@@ -7,7 +7,7 @@ gap-free and commit in id order (a consumer reading "since N" never misses a cha
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -192,6 +192,39 @@ class Lease:
     renewed_at: float
 
 
+#: What the outbox tells webhooks of (`Webhook.events` in the config).
+OutboxKind = Literal["sync.completed", "sync.aborted", "items.changed"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One event for webhooks, written in the transaction that made it true. `payload` is
+    the JSON body as sent (`{"type", "timestamp", "data"}`, Standard Webhooks' shape)."""
+
+    id: int
+    kind: str
+    dataset: str
+    payload: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookState:
+    """How far one webhook's delivery got, and when it is tried again."""
+
+    name: str
+    #: Every outbox row up to this id is done for this webhook (delivered, or not its own).
+    last_id: int = 0
+    #: After a failed attempt: the message covers this webhook's rows up to this id, so that
+    #: a retry sends the same rows under the same webhook-id (0: nothing pending).
+    pending_through: int = 0
+    #: Failed attempts of the pending message.
+    attempts: int = 0
+    #: Epoch seconds; no attempt before.
+    next_attempt_at: float = 0.0
+    last_error: str | None = None
+
+
 class RunConflict(Exception):
     """Another live sync run holds the same dataset and driver."""
 
@@ -225,7 +258,15 @@ class WriteTx(Protocol):
 
     def dead_letter(self, source: str, reason: str, payload: str, message_id: str = "") -> None: ...
 
+    def discard_dead_letter(self, letter_id: int) -> None:
+        """Remove a dead letter whose message this transaction applies (a retry)."""
+        ...
+
     def heartbeat(self, run_id: int, counts: RunCounts) -> None: ...
+
+    def outbox(self, kind: OutboxKind, dataset: str, data: Mapping[str, Any]) -> int:
+        """Queue an event for webhooks, committed (or not) with this transaction; its id."""
+        ...
 
     def check_fence(self, fence: Fence) -> None:
         """Raise `LeaseLost` unless `fence.epoch` is still the lease's epoch; until this
@@ -318,7 +359,15 @@ class Catalog(Protocol):
 
     def runs(self, dataset: str | None = None, limit: int = 20) -> list[SyncRun]: ...
 
+    def run_by_id(self, run_id: int) -> SyncRun | None: ...
+
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]: ...
+
+    def dead_letter_by_id(self, letter_id: int) -> DeadLetter | None: ...
+
+    def discard_dead_letter(self, letter_id: int) -> bool:
+        """Remove one dead letter; False when there was none with that id."""
+        ...
 
     # -- leases and schedule slots, for the daemon's replicas -------------------------------
 
@@ -339,4 +388,26 @@ class Catalog(Protocol):
 
     def claim_slot(self, name: str, slot: int, owner: str) -> bool:
         """True for the one caller, across every replica, that gets to run this slot."""
+        ...
+
+    # -- the webhook outbox -----------------------------------------------------------------
+
+    def outbox_after(self, after_id: int, limit: int = 100) -> list[OutboxRow]:
+        """Outbox rows with ids above `after_id`, in id order (the order they committed)."""
+        ...
+
+    def outbox_last_id(self, before: float | None = None) -> int:
+        """The newest outbox id (of the rows created before `before`, when given); 0: none."""
+        ...
+
+    def prune_outbox(self, older_than: float, through_id: int) -> int:
+        """Delete rows created before `older_than` with ids up to `through_id` (every webhook
+        is past them); how many."""
+        ...
+
+    def webhook_state(self, name: str) -> WebhookState | None: ...
+
+    def save_webhook_state(self, state: WebhookState, fence: Fence | None = None) -> bool:
+        """Store `state`; with `fence`, only while that lease is still at its epoch (False
+        otherwise: another replica delivers now)."""
         ...

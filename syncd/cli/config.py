@@ -27,6 +27,12 @@ daemon:
   shutdown_grace: 10s            # SIGTERM: in-flight work finishes or is released within this
   # replica: host-a              # its name in leases (default host:pid, or $SYNCD_REPLICA)
 
+# The HTTP API `syncd run` serves (datasets, items, the change feed, sync triggers, metrics).
+# api:
+#   listen: 127.0.0.1:8080
+#   tokens:
+#     - {name: pipeline, token: env:SYNCD_API_TOKEN, scopes: [read, write]}
+
 integrations:
   - name: disk
     provider: local

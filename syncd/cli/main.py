@@ -15,12 +15,22 @@ from collections.abc import Sequence
 import structlog
 
 from syncd import __version__, logs
-from syncd.cli import catalog_views, config, demo, deploy, manifest, run, sync
+from syncd.cli import (
+    catalog_views,
+    config,
+    dead_letters,
+    demo,
+    deploy,
+    manifest,
+    run,
+    status,
+    sync,
+)
 from syncd.cli.context import EXIT_FAILURE, EXIT_USAGE, UsageError
 from syncd.errors import ConfigError, SyncdError
 
 #: Modules that add subcommands, in the order `syncd --help` lists them.
-COMMANDS = (config, sync, run, catalog_views, manifest, deploy, demo)
+COMMANDS = (config, sync, run, catalog_views, status, dead_letters, manifest, deploy, demo)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 

@@ -35,6 +35,13 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _literal(value: Any) -> Any:
+    from rich.text import Text
+
+    # Keys and reasons are user data: rich would read `[x]` in them as markup.
+    return value if isinstance(value, Text) else Text(_cell(value))
+
+
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """A small table, laid out by rich (it holds every row: use `rows_out` for long ones)."""
     from rich.console import Console
@@ -44,7 +51,7 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     for column in columns:
         grid.add_column(column, overflow="fold")
     for row in rows:
-        grid.add_row(*(_cell(v) for v in row))
+        grid.add_row(*(_literal(v) for v in row))
     Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200).print(grid)
 
 

@@ -3,22 +3,43 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
 from typing import Any
 
-from syncd.cli.context import EXIT_USAGE, config_of
+import structlog
+
+from syncd.cli.context import EXIT_USAGE, UsageError, config_of
 from syncd.config import check_config
+
+log = structlog.get_logger("syncd.daemon")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from syncd.daemon.runner import run_daemon
+    try:
+        from syncd.daemon.runner import run_daemon
+    except ModuleNotFoundError as exc:
+        raise UsageError(
+            f"`syncd run` needs the daemon extra ({exc.name} is missing): "
+            "pip install 'syncd[daemon]'"
+        ) from None
 
     config = config_of(args)
     problems = check_config(config)
     if problems:
         print("config error:\n" + "\n".join(problems), file=sys.stderr)
         return EXIT_USAGE
-    return run_daemon(config, args.catalog, once=args.once)
+    code = run_daemon(config, args.catalog, once=args.once)
+    lingering = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon]
+    if len(lingering) > 1:
+        # A worker stuck in a store's retries past the grace: everything committed is
+        # committed, so leave now rather than hold the service manager's stop.
+        log.warning("work still running after the shutdown grace; exiting", threads=lingering[1:])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def register(sub: Any) -> None:

@@ -84,6 +84,8 @@ class ConsumerStats:
     failed: int = 0
     errors: int = 0
     last_error: str | None = None
+    #: The last attempt to reach the queue failed (for /readyz).
+    failing: bool = False
     #: receive -> commit, seconds, of recent messages (for freshness figures).
     latencies: list[float] | None = None
 
@@ -98,7 +100,8 @@ def consume(
     visibility: float,
     stat: Stat | None = None,
     stats: ConsumerStats | None = None,
-    on_batch: Callable[[BatchResult], None] | None = None,
+    on_batch: Callable[[BatchResult, list[float]], None] | None = None,
+    on_error: Callable[[Exception], None] | None = None,
 ) -> None:
     """Until `stop` (or, with `once`, until the queue is empty): one batch at a time."""
     stats = stats if stats is not None else ConsumerStats()
@@ -108,9 +111,13 @@ def consume(
         except Exception as exc:
             stats.errors += 1
             stats.last_error = str(exc)
+            stats.failing = True
+            if on_error is not None:
+                on_error(exc)
             log.warning("receive failed; retrying", queue=queue.name, error=str(exc))
             stop.wait(min(5.0, wait or 1.0))
             continue
+        stats.failing = False
         if not batch:
             if once:
                 return
@@ -128,8 +135,9 @@ def consume(
         if back:
             queue.release(back)
         now = time.time()
+        lags = [now - r.received_at for r in batch]
         if stats.latencies is not None:
-            stats.latencies.extend(now - r.received_at for r in batch)
+            stats.latencies.extend(lags)
             del stats.latencies[:-10_000]
         log.debug(
             "batch applied",
@@ -150,4 +158,4 @@ def consume(
             except Exception as exc:
                 log.warning("items left to verify", count=len(result.unsettled), error=str(exc))
         if on_batch is not None:
-            on_batch(result)
+            on_batch(result, lags)

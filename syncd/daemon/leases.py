@@ -60,6 +60,8 @@ class LeaseKeeper:
                 return None
             self._held[name] = epoch
             self.stats.held = len(self._held)
+            # A fresh claim counts as renewed: /readyz measures staleness from here.
+            self.stats.last_renewal = time.time()
             return Fence(name, epoch)
 
     def release(self, fence: Fence) -> None:

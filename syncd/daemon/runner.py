@@ -19,18 +19,26 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from syncd.catalog import Catalog, RunStatus, open_catalog
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from syncd.api.context import ApiContext
+    from syncd.daemon.webhooks import WebhookDeliverer
+
+from syncd.catalog import RunStatus
+from syncd.catalog.threads import ThreadCatalogs
 from syncd.catalog.types import Fence, RunConflict
 from syncd.config import Config, Dataset, Driver, PubsubSource, WatchSource
 from syncd.daemon.consumer import ConsumerStats, Queue, consume
 from syncd.daemon.leases import LeaseKeeper
+from syncd.daemon.metrics import DaemonMetrics
 from syncd.daemon.schedule import Cron, Every, latest_due, next_due, schedule_of
 from syncd.errors import SyncdError
-from syncd.events.apply import EventApplier, Route
+from syncd.events.apply import BatchResult, EventApplier, Route
 from syncd.reconcile import SyncResult, reconcile
 from syncd.storage.types import ObjectInfo, Store
 from syncd.sync import config_store, store_failed
@@ -47,32 +55,6 @@ TICK = 0.5
 
 def pair_name(dataset: str, driver: str) -> str:
     return f"{dataset}/{driver}"
-
-
-class ThreadCatalogs:
-    """One catalog connection per thread, opened on first use, all closed at the end."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._local = threading.local()
-        self._all: list[Catalog] = []
-        self._lock = threading.Lock()
-
-    def get(self) -> Catalog:
-        catalog: Catalog | None = getattr(self._local, "catalog", None)
-        if catalog is None:
-            catalog = open_catalog(self.url)
-            self._local.catalog = catalog
-            with self._lock:
-                self._all.append(catalog)
-        return catalog
-
-    def close(self) -> None:
-        with self._lock:
-            for catalog in self._all:
-                with contextlib.suppress(SyncdError):
-                    catalog.close()
-            self._all.clear()
 
 
 class RouteStats:
@@ -131,10 +113,12 @@ class Daemon:
         self.leases = LeaseKeeper(self.catalog_url, replica, self.settings.lease_ttl)
         self.sync_pool = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="syncd-sync")
         self.stats = RouteStats(config)
+        self.metrics = DaemonMetrics()
         self._threads: list[threading.Thread] = []
         self._jobs: set[Future[SyncResult | None]] = set()
         self._jobs_lock = threading.Lock()
         self._wake: asyncio.Event | None = None
+        self.deliverer: WebhookDeliverer | None = None
         for dataset, driver in config.pairs():
             name = pair_name(dataset.name, driver.name)
             self.state.pairs[name] = PairState(dataset.name, driver.name, self._schedule(driver))
@@ -149,34 +133,67 @@ class Daemon:
     # -- reconciles ------------------------------------------------------------------------
 
     def submit_sync(
-        self, dataset: Dataset, driver: Driver, slot: int | None = None
+        self,
+        dataset: Dataset,
+        driver: Driver,
+        slot: int | None = None,
+        started: Future[int | str] | None = None,
     ) -> Future[SyncResult | None] | None:
         """A reconcile of the pair in the sync pool (for schedule `slot`, when given), unless
-        one is already running here."""
+        one is already running here. `started` gets the run id once the run is recorded, or
+        the reason it did not start."""
         pair = self.state.pairs[pair_name(dataset.name, driver.name)]
         if pair.running or self.stop.is_set():
+            if started is not None:
+                started.set_result(
+                    "shutting down" if self.stop.is_set() else "a run of it is in progress here"
+                )
             return None
         pair.running = True
-        future = self.sync_pool.submit(self._sync, dataset, driver, slot)
+        future = self.sync_pool.submit(self._sync, dataset, driver, slot, started)
         with self._jobs_lock:
             self._jobs.add(future)
         future.add_done_callback(self._job_done)
         return future
 
+    def trigger(self, dataset: Dataset, driver: Driver) -> Future[int | str]:
+        """Start a reconcile now (the API's POST /sync): the run id, or why it did not start."""
+        started: Future[int | str] = Future()
+        self.submit_sync(dataset, driver, started=started)
+        return started
+
     def _job_done(self, future: Future[SyncResult | None]) -> None:
         with self._jobs_lock:
             self._jobs.discard(future)
 
-    def _sync(self, dataset: Dataset, driver: Driver, slot: int | None) -> SyncResult | None:
+    def _sync(
+        self,
+        dataset: Dataset,
+        driver: Driver,
+        slot: int | None,
+        started: Future[int | str] | None,
+    ) -> SyncResult | None:
         name = pair_name(dataset.name, driver.name)
         pair = self.state.pairs[name]
         structlog.contextvars.bind_contextvars(dataset=dataset.name, driver=driver.name)
+
+        def not_started(reason: str) -> None:
+            if started is not None and not started.done():
+                started.set_result(reason)
+
+        if self.stop.is_set():
+            # Queued before the stop: it does not start now.
+            not_started("shutting down")
+            pair.running = False
+            structlog.contextvars.unbind_contextvars("dataset", "driver")
+            return None
         try:
             # The lease first, the slot second: a slot is claimed only by the replica that
             # can run it now, so a busy pair never makes a slot vanish unrun.
             fence = self.leases.acquire(f"sync:{name}")
             if fence is None:
                 log.debug("another replica holds the driver's lease")
+                not_started("another replica is syncing it")
                 return None
             try:
                 if slot is not None:
@@ -185,28 +202,45 @@ class Daemon:
                     if not won:
                         return None
                     log.info("schedule slot due", slot=slot)
-                result = self._reconcile(dataset, driver, fence)
+                result = self._reconcile(dataset, driver, fence, started)
                 pair.last_result = result
+                self.metrics.run_finished(result)
+                if self.deliverer is not None:
+                    self.deliverer.wake()
+                if result.run_id is not None:
+                    if started is not None and not started.done():
+                        started.set_result(result.run_id)
+                else:
+                    not_started(result.reason or "not started")
                 return result
             finally:
                 self.leases.release(fence)
         except RunConflict as exc:
             log.info("a run of this driver is live elsewhere", reason=str(exc))
+            not_started(str(exc))
             return None
         except Exception as exc:  # a worker must never take the daemon down
             log.error("sync crashed", error=str(exc), exc_info=True)
+            not_started(f"internal error: {exc}")
             return None
         finally:
             pair.running = False
             structlog.contextvars.unbind_contextvars("dataset", "driver")
 
-    def _reconcile(self, dataset: Dataset, driver: Driver, fence: Fence) -> SyncResult:
+    def _reconcile(
+        self, dataset: Dataset, driver: Driver, fence: Fence, started: Future[int | str] | None
+    ) -> SyncResult:
         catalog = self.catalogs.get()
         provider = self.config.integration(driver.integration).provider
         try:
             store = config_store(driver, self.config)
         except SyncdError as exc:
             return store_failed(catalog, dataset.name, driver, provider, exc, dry_run=False)
+
+        def on_start(run_id: int) -> None:
+            if started is not None and not started.done():
+                started.set_result(run_id)
+
         return reconcile(
             catalog,
             store,
@@ -215,6 +249,7 @@ class Daemon:
             provider=provider,
             fence=fence,
             stop=self.stop,
+            on_start=on_start,
         )
 
     def _due(self, now: float, not_before: float) -> None:
@@ -255,6 +290,16 @@ class Daemon:
         assert source is not None and not isinstance(source, WatchSource)
         structlog.contextvars.bind_contextvars(driver=driver.name, source=source.kind)
         stats = self.state.sources.setdefault(driver.name, ConsumerStats(latencies=[]))
+        label = f"{source.kind}:{driver.name}"
+
+        def on_batch(result: BatchResult, lags: list[float]) -> None:
+            self.metrics.batch_applied(label, result, lags)
+            if result.applied and self.deliverer is not None:
+                self.deliverer.wake()
+
+        def on_error(exc: Exception) -> None:
+            self.metrics.source_failed(label)
+
         while not self.stop.is_set():
             try:
                 queue = self._queue_of(driver)
@@ -270,11 +315,15 @@ class Daemon:
                     else source.visibility,
                     stat=self.stats.stat,
                     stats=stats,
+                    on_batch=on_batch,
+                    on_error=on_error,
                 )
                 return
             except Exception as exc:
                 stats.errors += 1
                 stats.last_error = str(exc)
+                stats.failing = True
+                on_error(exc)
                 log.error("source failed; starting it again", error=str(exc))
                 if once or self.stop.wait(5.0):
                     return
@@ -298,12 +347,17 @@ class Daemon:
         def on_events(events: list[Any]) -> None:
             applier: EventApplier | None = getattr(local, "applier", None)
             if applier is None:
+                # The watcher's thread: its log lines name the driver like every other.
+                structlog.contextvars.bind_contextvars(driver=driver.name, source="watch")
                 applier = local.applier = EventApplier(self.catalogs.get(), self.config)
             message = Message(f"watch:{time.time_ns()}", f"watch:{driver.name}", "", list(events))
             with lock:
                 result = applier.apply([message])
             stats.batches += 1
             stats.applied += result.applied
+            self.metrics.batch_applied(f"watch:{driver.name}", result, [])
+            if result.applied and self.deliverer is not None:
+                self.deliverer.wake()
 
         def on_rescan(folder: str, reason: str) -> None:
             # The whole driver, not the folder: a folder moved out lists empty, and a
@@ -347,6 +401,27 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, signum)
         self.leases.start()
+        api = None
+        if self.config.api is not None and not once:
+            from syncd.api.app import serve
+            from syncd.api.context import ApiContext
+
+            self.metrics.watch_catalog(
+                lambda: self.catalogs.get().datasets(), lambda: self.leases.stats.held
+            )
+            context = ApiContext(self.config, self.catalog_url, daemon=self)
+            try:
+                api = (await serve(context), context)
+            except OSError as exc:
+                context.close()
+                raise SyncdError(f"api.listen {self.config.api.listen}: {exc.strerror}") from None
+        if self.config.webhooks and not once:
+            from syncd.daemon.webhooks import WebhookDeliverer
+
+            self.deliverer = WebhookDeliverer(
+                self.config, self.catalog_url, self.state.replica, self.stop
+            )
+            self.deliverer.start()
         log.info(
             "daemon started", replica=self.state.replica, once=once, pairs=len(self.state.pairs)
         )
@@ -390,7 +465,7 @@ class Daemon:
                 # A slot is looked for since the start: one whose pair was busy, or whose
                 # lease another replica held, is tried again until someone claims it.
                 self._due(time.time(), started - LOOKBACK)
-        code = await self._shutdown(loop, watchers)
+        code = await self._shutdown(loop, watchers, api, self.deliverer)
         if once:
             failed = any(
                 p.last_result is not None and p.last_result.status is not RunStatus.SUCCEEDED
@@ -418,12 +493,20 @@ class Daemon:
             await asyncio.wrap_future(jobs[0])
 
     async def _shutdown(
-        self, loop: asyncio.AbstractEventLoop, watchers: list[Callable[[], None]]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        watchers: list[Callable[[], None]],
+        api: tuple[web.AppRunner, ApiContext] | None,
+        deliverer: WebhookDeliverer | None,
     ) -> int:
         """Stop taking work; let what is in flight finish or stop between batches (nothing
         is acknowledged that was not committed); release the leases; within the grace."""
         self.stop.set()
         deadline = time.monotonic() + self.settings.shutdown_grace
+        if api is not None:
+            # No new requests; a long poll in progress is answered with what it has.
+            await api[0].cleanup()
+            api[1].close()
         for stop_watcher in watchers:
             await loop.run_in_executor(None, stop_watcher)
         for thread in self._threads:
@@ -435,10 +518,16 @@ class Daemon:
             remaining = max(0.1, deadline - time.monotonic())
             await asyncio.wait([asyncio.wrap_future(j) for j in jobs], timeout=remaining)
         self.sync_pool.shutdown(wait=False, cancel_futures=True)
+        if deliverer is not None:
+            remaining = max(0.1, deadline - time.monotonic())
+            await loop.run_in_executor(None, deliverer.join, remaining)
         await loop.run_in_executor(None, self.leases.stop)
         self.catalogs.close()
         log.info("daemon stopped", replica=self.state.replica)
         return 0
+
+    def source_threads(self) -> list[threading.Thread]:
+        return list(self._threads)
 
 
 def run_daemon(config: Config, catalog_url: str | None = None, *, once: bool = False) -> int:

@@ -40,7 +40,7 @@ class SqsQueue:
         now = time.time()
         return [
             Received(
-                parse_sqs_body(m["MessageId"], m["Body"], source=f"aws:sqs:{self.arn}"),
+                parse_sqs_body(m["MessageId"], m["Body"], self.arn),
                 m["ReceiptHandle"],
                 now,
             )

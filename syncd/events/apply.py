@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import structlog
 
-from syncd.catalog.types import Catalog, CatalogRow, ItemState, ItemWrite, Op
+from syncd.catalog.types import Catalog, CatalogRow, ItemState, ItemWrite, Op, WriteResult, WriteTx
 from syncd.config import Config, Driver
 from syncd.errors import CatalogUnavailable, NotFound, SyncdError
 from syncd.events.order import KeyState, fold
@@ -86,6 +86,50 @@ def routes_of(config: Config) -> list[Route]:
 Stat = Callable[[Route, str], ObjectInfo]
 
 
+@dataclass(slots=True)
+class _Changed:
+    """What one transaction changed in one dataset: its `items.changed` webhook event."""
+
+    drivers: set[str] = field(default_factory=set)
+    ops: dict[Op, int] = field(default_factory=dict)
+    first: int = 0
+    last: int = 0
+
+    def note(self, driver: str, done: WriteResult) -> None:
+        if not done.applied:
+            return
+        self.drivers.add(driver)
+        for write in done.applied:
+            self.ops[write.op] = self.ops.get(write.op, 0) + 1
+        last = done.first_change_id + len(done.applied) - 1
+        self.first = min(self.first or done.first_change_id, done.first_change_id)
+        self.last = max(self.last, last)
+
+
+def _announce(tx: WriteTx, changed: dict[str, _Changed]) -> None:
+    """One `items.changed` outbox row per dataset the transaction changed, committed with it
+    (the daemon's webhooks coalesce a busy queue's rows)."""
+    for dataset, seen in changed.items():
+        count = sum(seen.ops.values())
+        if not count:
+            continue
+        tx.outbox(
+            "items.changed",
+            dataset,
+            {
+                "dataset": dataset,
+                "drivers": sorted(seen.drivers),
+                "run_ids": [],
+                "count": count,
+                "added": seen.ops.get(Op.ADDED, 0),
+                "updated": seen.ops.get(Op.UPDATED, 0),
+                "deleted": seen.ops.get(Op.DELETED, 0),
+                "first_change_id": seen.first,
+                "last_change_id": seen.last,
+            },
+        )
+
+
 def _op(row: CatalogRow | None, new: ItemState) -> Op:
     if new.deleted:
         return Op.DELETED
@@ -121,7 +165,11 @@ class EventApplier:
             and r.keys.accepts(event.key)
         ]
 
-    def apply(self, messages: Sequence[Message]) -> BatchResult:
+    def apply(
+        self, messages: Sequence[Message], *, discard_letter: int | None = None
+    ) -> BatchResult:
+        """Apply one batch in one transaction. `discard_letter`: the id of a dead letter whose
+        message this batch is (a retry), removed in the same transaction."""
         result = BatchResult()
         grouped: dict[tuple[int, int], dict[str, list[ObjectEvent]]] = {}
         routes: dict[tuple[int, int], Route] = {}
@@ -150,7 +198,10 @@ class EventApplier:
                     routes[ids] = route
                     grouped.setdefault(ids, {}).setdefault(routed.key, []).append(routed)
         bad = [m for m in messages if m.error is not None]
+        changed: dict[str, _Changed] = {}
         with self.catalog.transaction() as tx:
+            if discard_letter is not None:
+                tx.discard_dead_letter(discard_letter)
             for message in bad:
                 tx.dead_letter(message.source, message.error or "", message.raw, message.id)
                 log.warning(
@@ -174,9 +225,11 @@ class EventApplier:
                 done = tx.write(dataset_id, driver_id, writes)
                 result.applied += len(done.applied)
                 route = routes[(dataset_id, driver_id)]
+                changed.setdefault(route.dataset, _Changed()).note(route.driver.name, done)
                 for change_id, write in enumerate(done.applied, done.first_change_id):
                     if write.state.verify:
                         result.unsettled.append(Unsettled(route, write.state.key, change_id))
+            _announce(tx, changed)
         result.dead_lettered = len(bad)
         return result
 
@@ -205,6 +258,7 @@ class EventApplier:
         if not seen:
             return 0
         settled = 0
+        changed: dict[str, _Changed] = {}
         with self.catalog.transaction() as tx:
             by_ids: dict[tuple[int, int], list[tuple[Unsettled, ObjectInfo | None]]] = {}
             for item, info in seen:
@@ -225,7 +279,11 @@ class EventApplier:
                     new = state.item_state()
                     writes.append(ItemWrite(_op(row, new), new))
                 if writes:
-                    settled += len(tx.write(dataset_id, driver_id, writes).applied)
+                    done = tx.write(dataset_id, driver_id, writes)
+                    settled += len(done.applied)
+                    route = group[0][0].route
+                    changed.setdefault(route.dataset, _Changed()).note(route.driver.name, done)
+            _announce(tx, changed)
         return settled
 
 

@@ -217,6 +217,7 @@ def _sqs_message(record: dict[str, Any]) -> Message:
     return _message(message, document)
 
 
-def parse_sqs_body(message_id: str, body: str, source: str = "aws:sqs") -> Message:
-    """One SQS message as received outside Lambda (ReceiveMessage)."""
-    return _sqs_message({"messageId": message_id, "body": body, "eventSourceARN": source})
+def parse_sqs_body(message_id: str, body: str, queue_arn: str = "") -> Message:
+    """One SQS message as received outside Lambda (ReceiveMessage); its source is
+    `aws:sqs:QUEUE_ARN`, as a Lambda record's."""
+    return _sqs_message({"messageId": message_id, "body": body, "eventSourceARN": queue_arn})

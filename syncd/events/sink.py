@@ -1,8 +1,9 @@
-"""Where a serverless handler sends what it parsed: straight into the catalog.
+"""Where a serverless handler sends what it parsed: straight into the catalog, or to the
+daemon's ingest API (`syncd.events.forward`) when `SYNCD_INGEST_URL` is set.
 
 The catalog comes from `SYNCD_CATALOG_URL` (PostgreSQL, so every function instance shares
 it) or, on AWS, from the Secrets Manager secret named by `SYNCD_CATALOG_URL_SECRET`; the routing configuration from `SYNCD_CONFIG` (a file path) or `SYNCD_CONFIG_YAML`
-(the YAML itself). Forwarding to the daemon's ingest API comes with the daemon.
+(the YAML itself). A forwarding function needs neither: the daemon routes and applies.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from typing import Protocol
 from urllib.parse import quote
 
 import structlog
@@ -77,6 +79,22 @@ def catalog_url_of_secret(value: str, name: str) -> str:
     schema = fields.get("schema")
     query = f"?schema={quote(str(schema), safe='')}" if schema else ""
     return f"postgresql://{user}:{password}@{host}{port}/{database}{query}"
+
+
+class Sink(Protocol):
+    def handle(self, messages: Sequence[Message]) -> BatchResult: ...
+
+    def close(self) -> None: ...
+
+
+def open_sink(cloud: str) -> Sink:
+    """The sink the environment names: the daemon's ingest API for `cloud` (aws, gcp, azure)
+    when `SYNCD_INGEST_URL` is set, else the catalog."""
+    if os.environ.get("SYNCD_INGEST_URL"):
+        from syncd.events.forward import ForwardingSink
+
+        return ForwardingSink.from_env(cloud)
+    return CatalogSink()
 
 
 class CatalogSink:

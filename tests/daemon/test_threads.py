@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 
+from syncd.catalog.threads import ThreadCatalogs
 from syncd.config import Config
-from syncd.daemon.runner import ThreadCatalogs
 from syncd.events.apply import EventApplier
 from syncd.events.types import EventKind, Message, ObjectEvent
 from syncd.reconcile import reconcile
