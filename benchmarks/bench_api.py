@@ -26,30 +26,15 @@ from typing import Any
 
 import yaml
 
+from benchmarks.bench_engine import GeneratedStore
 from benchmarks.catalogs import temporary_catalog_url
 from syncd import logs
 from syncd.catalog import open_catalog
 from syncd.reconcile import reconcile
-from syncd.storage.types import ObjectInfo
 from tests.conftest import make_driver
 from tests.peers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class Synthetic:
-    """A sorted listing of `count` objects, made up as it is read."""
-
-    name = "synthetic"
-    sorted_listing = True
-    skipped_by_store: tuple[str, ...] = ()
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-
-    def list(self, prefix: str = "", start_after: str | None = None) -> Iterator[ObjectInfo]:
-        for n in range(self.count):
-            yield ObjectInfo(f"scans/{n:09d}.dcm", 1000 + n % 977, 1_700_000_000.0, f"{n:032x}")
 
 
 def fill(url: str, folder: Path, count: int) -> None:
@@ -57,7 +42,7 @@ def fill(url: str, folder: Path, count: int) -> None:
     try:
         result = reconcile(
             catalog,
-            Synthetic(count),
+            GeneratedStore(count),
             dataset="ct",
             driver=make_driver(folder, name="scans"),
             provider="local",

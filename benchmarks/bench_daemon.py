@@ -112,28 +112,12 @@ def wait_for(check: Callable[[], bool], timeout: float) -> None:
 
 
 def s3_config(moto: Peer, url: str, bucket: str, queue_url: str) -> dict[str, Any]:
-    return {
-        "catalog": url,
-        "integrations": [
-            {
-                "name": "aws",
-                "provider": "s3",
-                "endpoint_url": moto.url,
-                "region": "us-east-1",
-                "access_key_id": "env:AWS_ACCESS_KEY_ID",
-                "secret_access_key": "env:AWS_SECRET_ACCESS_KEY",
-            }
-        ],
-        "drivers": [
-            {
-                "name": "inbox",
-                "integration": "aws",
-                "bucket": bucket,
-                "source": {"kind": "sqs", "queue_url": queue_url, "wait": 20},
-            }
-        ],
-        "datasets": [{"name": "inbox", "drivers": ["inbox"]}],
-    }
+    from tests.daemon.test_sources import s3_config as config_for
+
+    config = config_for(Path("."), moto.url, bucket, queue_url)
+    config["catalog"] = url
+    config["drivers"][0]["source"]["wait"] = 20
+    return config
 
 
 def s3_queue(moto: Peer) -> tuple[Any, Any, str, str]:

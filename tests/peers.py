@@ -146,48 +146,34 @@ AZURITE_KEY = (
 )
 
 
-def azurite(log_dir: Path | None = None) -> Peer:
-    binary = PEERS / "node_modules/.bin/azurite-blob"
+def _azurite(service: str, log_dir: Path | None, *extra: str) -> Peer:
+    binary = PEERS / f"node_modules/.bin/azurite-{service}"
     if not binary.exists():
         raise RuntimeError(f"{binary} is missing: run `bash scripts/setup` (npm install azurite)")
     port = free_port()
     argv = [
         str(binary),
         "--inMemoryPersistence",
-        "--blobHost",
+        f"--{service}Host",
         "127.0.0.1",
-        "--blobPort",
+        f"--{service}Port",
         str(port),
         "--skipApiVersionCheck",
         "--loose",
         "--disableTelemetry",
         "--silent",
-        "--extentMemoryLimit",
-        "512",
+        *extra,
     ]
-    return start("azurite", argv, port, ready_path=f"/{AZURITE_ACCOUNT}?comp=list", log_dir=log_dir)
+    ready = f"/{AZURITE_ACCOUNT}?comp=list"
+    return start(f"azurite-{service}", argv, port, ready_path=ready, log_dir=log_dir)
+
+
+def azurite(log_dir: Path | None = None) -> Peer:
+    return _azurite("blob", log_dir, "--extentMemoryLimit", "512")
 
 
 def azurite_queue(log_dir: Path | None = None) -> Peer:
-    binary = PEERS / "node_modules/.bin/azurite-queue"
-    if not binary.exists():
-        raise RuntimeError(f"{binary} is missing: run `bash scripts/setup` (npm install azurite)")
-    port = free_port()
-    argv = [
-        str(binary),
-        "--inMemoryPersistence",
-        "--queueHost",
-        "127.0.0.1",
-        "--queuePort",
-        str(port),
-        "--skipApiVersionCheck",
-        "--loose",
-        "--disableTelemetry",
-        "--silent",
-    ]
-    return start(
-        "azurite-queue", argv, port, ready_path=f"/{AZURITE_ACCOUNT}?comp=list", log_dir=log_dir
-    )
+    return _azurite("queue", log_dir)
 
 
 def azurite_connection_string(peer: Peer, queue: Peer | None = None) -> str:

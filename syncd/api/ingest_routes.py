@@ -56,7 +56,7 @@ from syncd.catalog import Catalog
 from syncd.config import Config
 from syncd.errors import SyncdError
 from syncd.events.apply import BatchResult, EventApplier, Route, Unsettled, apply_all
-from syncd.events.aws import PayloadError, events_of
+from syncd.events.aws import parse_aws_document
 from syncd.events.azure import parse_event_grid_batch, validation_code
 from syncd.events.forward import FORMAT_VERSION, MEDIA_TYPE
 from syncd.events.gcp import (
@@ -525,18 +525,6 @@ def _is_aws_document(document: Any) -> bool:
     )
 
 
-def aws_message(ident: str, source: str, text: str, document: Any) -> Message:
-    message = Message(ident, source, text)
-    errors: list[str] = []
-    try:
-        message.events = events_of(document, errors)
-    except PayloadError as exc:
-        errors.append(str(exc))
-    if errors:
-        message.error = "; ".join(errors)[:2000]
-    return message
-
-
 async def _aws(request: web.Request, body: bytes) -> list[Message] | web.Response:
     document = _json(body)
     text = body.decode("utf-8")
@@ -550,7 +538,9 @@ async def _aws(request: web.Request, body: bytes) -> list[Message] | web.Respons
             log.info("sns subscription ended", topic=topic)
             return web.json_response({"unsubscribed": topic})
         return [
-            aws_message(_ident(document.get("MessageId"), body), f"aws:sns:{topic}", text, document)
+            parse_aws_document(
+                _ident(document.get("MessageId"), body), f"aws:sns:{topic}", text, document
+            )
         ]
     if not _is_aws_document(document):
         raise Problem(
@@ -563,9 +553,9 @@ async def _aws(request: web.Request, body: bytes) -> list[Message] | web.Respons
         # Raw message delivery: the body is the message itself, unsigned.
         topic = request.headers.get("x-amz-sns-topic-arn", "")[:300]
         ident = _ident(request.headers.get("x-amz-sns-message-id"), body)
-        return [aws_message(ident, f"aws:sns:{topic}", text, document)]
+        return [parse_aws_document(ident, f"aws:sns:{topic}", text, document)]
     ident = _ident(document.get("id") if "detail-type" in document else None, body)
-    return [aws_message(ident, "aws:http", text, document)]
+    return [parse_aws_document(ident, "aws:http", text, document)]
 
 
 # -- GCP ------------------------------------------------------------------------------------

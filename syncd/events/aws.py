@@ -176,6 +176,12 @@ def _json(text: Any, what: str) -> Any:
         raise PayloadError(f"{what} nests too deeply") from None
 
 
+def parse_aws_document(ident: str, source: str, raw: str, document: Any) -> Message:
+    """One message of an S3 notification, an SNS envelope of one, or an EventBridge event
+    already read as JSON (`raw` is kept for the dead-letter table)."""
+    return _message(Message(ident, source, raw), document)
+
+
 def _message(message: Message, document: Any) -> Message:
     errors: list[str] = []
     try:

@@ -7,7 +7,7 @@ What each source stored as the payload (`Message.raw`), and so how it is read ag
 |---|---|---|
 | `aws:sqs:...` | the SQS message body | `parse_sqs_body` |
 | `aws:lambda` | the whole invocation event (JSON) | `parse_lambda_event` |
-| `aws:sns:TOPIC`, `aws:http` (the ingest API) | the delivered document | `events_of` |
+| `aws:sns:TOPIC`, `aws:http` (the ingest API) | the delivered document | `parse_aws_document` |
 | `azure:queue:NAME` | the queue message, base64-decoded | `parse_event_grid_batch`, as the queue source |
 | `azure:eventgrid` | one event | `parse_event_grid_batch` |
 | `azure:blobtrigger` | `{"name", "length"}` | `parse_blob_trigger` |
@@ -36,7 +36,12 @@ from syncd.catalog.types import Catalog, DeadLetter
 from syncd.config import Config
 from syncd.errors import CatalogUnavailable
 from syncd.events.apply import EventApplier
-from syncd.events.aws import PayloadError, events_of, parse_lambda_event, parse_sqs_body
+from syncd.events.aws import (
+    PayloadError,
+    parse_aws_document,
+    parse_lambda_event,
+    parse_sqs_body,
+)
 from syncd.events.azure import parse_blob_trigger, parse_event_grid_batch
 from syncd.events.gcp import (
     parse_cloud_event,
@@ -145,15 +150,7 @@ def _aws(letter: DeadLetter, rest: str) -> list[Message]:
         return parse_lambda_event(document)
     # A document delivered to the ingest API (an SNS notification, an S3 notification, an
     # EventBridge event): the SNS signature was checked when it arrived.
-    message = Message(letter.message_id, letter.source, letter.payload)
-    errors: list[str] = []
-    try:
-        message.events = events_of(document, errors)
-    except PayloadError as exc:
-        errors.append(str(exc))
-    if errors:
-        message.error = "; ".join(errors)
-    return [message]
+    return [parse_aws_document(letter.message_id, letter.source, letter.payload, document)]
 
 
 def _azure(letter: DeadLetter, rest: str) -> list[Message]:
