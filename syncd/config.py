@@ -564,12 +564,42 @@ class Webhook(_Model):
     datasets: tuple[str, ...] = ()
 
 
+class LabelStudioTarget(_Model):
+    """A Label Studio project kept in step with a dataset by `syncd push`."""
+
+    name: str = Field(pattern=_NAME)
+    kind: Literal["labelstudio"]
+    #: The server's base URL, e.g. https://labelstudio.example.com
+    url: HttpUrl
+    #: A personal access token (a JWT, refreshed as Label Studio's docs say) or a legacy token.
+    token: Annotated[SecretRef, BeforeValidator(_secret)]
+    project: int = Field(ge=1)
+    dataset: str
+    #: The task data key items go under (default: the label config's input that fits the
+    #: item's media kind, or its only input).
+    data_key: str | None = Field(default=None, min_length=1, max_length=200)
+    #: Tasks imported per request.
+    batch: int = Field(default=1000, ge=1, le=10_000)
+    #: Seconds one request may take.
+    timeout: Duration = 60.0
+    #: How often `syncd run` checks the whole project against the dataset (tasks deleted by
+    #: hand, a crash mid-push); `syncd push` checks it every time unless --no-verify.
+    verify_every: Duration = 3600.0
+    #: How often `syncd run` pushes when no commit woke it sooner.
+    every: Duration = 60.0
+
+
+Target = Annotated[LabelStudioTarget, Field(discriminator="kind")]
+
+
 class Config(_Model):
     catalog: str = DEFAULT_CATALOG
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     #: Served by `syncd run` when set.
     api: ApiSettings | None = None
     webhooks: tuple[Webhook, ...] = ()
+    #: Labeling projects `syncd push` keeps in step with datasets.
+    targets: tuple[Target, ...] = ()
     manifest: ManifestSettings = Field(default_factory=ManifestSettings)
     integrations: tuple[Integration, ...] = ()
     drivers: tuple[Driver, ...] = ()
@@ -592,13 +622,22 @@ class Config(_Model):
     def _references(self, info: ValidationInfo) -> Config:
         if info.context == _CROSS_CHECKED:
             return self
-        problems = _cross_checks(self.model_dump(include={"integrations", "drivers", "datasets"}))
+        problems = _cross_checks(
+            self.model_dump(include={"integrations", "drivers", "datasets", "targets"})
+        )
         if problems:
             raise ConfigError("\n".join(f"{format_loc(loc)}: {msg}" for loc, msg in problems))
         return self
 
     def integration(self, name: str) -> Integration:
         return next(i for i in self.integrations if i.name == name)
+
+    def target(self, name: str) -> LabelStudioTarget:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        known = ", ".join(t.name for t in self.targets) or "none configured"
+        raise ConfigError(f"unknown target {name!r} (known: {known})")
 
     def driver(self, name: str) -> Driver:
         for driver in self.drivers:
@@ -706,6 +745,25 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[Loc, str]]:
         problems.extend(
             ((("integrations", index, *loc), msg) for loc, msg in _pairing(integration))
         )
+    known = ", ".join(sorted(names["datasets"])) or "none defined"
+    first_use: dict[str, int] = {}
+    for index, target in _entries(data, "targets"):
+        wanted = target.get("dataset")
+        if isinstance(wanted, str) and wanted not in names["datasets"]:
+            problems.append(
+                (("targets", index, "dataset"), f"unknown dataset {wanted!r} (known: {known})")
+            )
+        name = target.get("name")
+        if isinstance(name, str):
+            if name in first_use:
+                problems.append(
+                    (
+                        ("targets", index, "name"),
+                        f"duplicate target name {name!r} (first used by "
+                        f"targets[{first_use[name]}])",
+                    )
+                )
+            first_use.setdefault(name, index)
     return problems
 
 

@@ -7,10 +7,13 @@ none of them re-decides a field name. Times are ISO 8601 UTC with a `Z`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from syncd.catalog.types import Change, DatasetSummary, DeadLetter, Item, SyncRun
+from syncd.catalog.types import Change, DatasetSummary, DeadLetter, Item, PushRun, SyncRun
 from syncd.reconcile import SyncResult
+
+if TYPE_CHECKING:
+    from syncd.push.push import PushResult
 
 
 def iso(ts: float | None) -> str | None:
@@ -64,6 +67,39 @@ def run_view(run: SyncRun) -> dict[str, Any]:
         "errors": list(run.errors),
         "host": run.host,
         "pid": run.pid,
+    }
+
+
+def push_run_view(run: PushRun) -> dict[str, Any]:
+    return {
+        "kind": "push",
+        "id": run.id,
+        "target": run.target,
+        "dataset": run.dataset,
+        "status": str(run.status),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "pushed_through": run.pushed_through,
+        "counts": run.counts.as_dict(),
+        "reason": run.reason,
+        "errors": list(run.errors),
+        "host": run.host,
+        "pid": run.pid,
+    }
+
+
+def push_result_view(result: PushResult) -> dict[str, Any]:
+    return {
+        "target": result.target,
+        "dataset": result.dataset,
+        "status": str(result.status),
+        "run_id": result.run_id,
+        "dry_run": result.dry_run,
+        "verified": result.verified,
+        "pushed_through": result.pushed_through,
+        "counts": result.counts.as_dict(),
+        "reason": result.reason,
+        "errors": list(result.errors),
     }
 
 

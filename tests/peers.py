@@ -219,3 +219,73 @@ def fake_gcs_notifying(pubsub: Peer, project: str, topic: str, log_dir: Path | N
         ],
         env={"PUBSUB_EMULATOR_HOST": f"127.0.0.1:{pubsub.port}"},
     )
+
+
+LABEL_STUDIO = PEERS / "labelstudio" / "bin" / "label-studio"
+LABEL_STUDIO_USER = ("syncd@example.com", "syncd-test-password")
+
+
+def label_studio(data_dir: Path, log_dir: Path | None = None) -> Peer:
+    """A Label Studio server (its own venv, from scripts/setup) with one admin user and a
+    SQLite database in `data_dir`. The first start runs its migrations (about a minute)."""
+    if not LABEL_STUDIO.exists():
+        raise RuntimeError(f"{LABEL_STUDIO} is missing: run scripts/setup")
+    port = free_port()
+    user, password = LABEL_STUDIO_USER
+    argv = [
+        str(LABEL_STUDIO),
+        "start",
+        "--no-browser",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--username",
+        user,
+        "--password",
+        password,
+        "--data-dir",
+        str(data_dir),
+    ]
+    env = {
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        "SENTRY_DSN": "",
+        "FRONTEND_SENTRY_DSN": "",
+        "COLLECT_ANALYTICS": "false",
+        # Tasks point at the loopback peers.
+        "SSRF_PROTECTION_ENABLED": "false",
+    }
+    return start(
+        "label-studio", argv, port, ready_path="/health", timeout=240.0, env=env, log_dir=log_dir
+    )
+
+
+def label_studio_token(peer: Peer) -> str:
+    """A personal access token for the admin user, made the way the UI makes one: a session
+    login, then `POST /api/token/` (a user holds one; a second answers 409, so it is reused)."""
+    import http.cookiejar
+    import json
+    import re
+    from urllib.parse import urlencode
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = opener.open(f"{peer.url}/user/login/", timeout=30).read().decode()
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    csrf = found.group(1) if found else next(str(c.value) for c in jar if c.name == "csrftoken")
+    user, password = LABEL_STUDIO_USER
+    form = urlencode({"email": user, "password": password, "csrfmiddlewaretoken": csrf}).encode()
+    opener.open(
+        urllib.request.Request(
+            f"{peer.url}/user/login/", data=form, headers={"Referer": f"{peer.url}/user/login/"}
+        ),
+        timeout=30,
+    ).close()
+    cookie = next(str(c.value) for c in jar if c.name == "csrftoken")
+    headers = {"X-CSRFToken": cookie, "Referer": peer.url, "Content-Type": "application/json"}
+    request = urllib.request.Request(
+        f"{peer.url}/api/token/", data=b"{}", headers=headers, method="POST"
+    )
+    answer = json.loads(opener.open(request, timeout=30).read())
+    return str(answer["token"])

@@ -186,7 +186,7 @@ def test_unknown_fields_suggest_the_close_name_or_list_the_known_ones() -> None:
         "cfg.yaml:4:47: drivers[0].bukcet: unknown field 'bukcet' (did you mean 'bucket'?)"
     ]
     assert errors("colour: blue\n") == [
-        "cfg.yaml:1:1: colour: unknown field 'colour' (known fields: catalog, daemon, api, webhooks, manifest, "
+        "cfg.yaml:1:1: colour: unknown field 'colour' (known fields: catalog, daemon, api, webhooks, targets, manifest, "
         "integrations, drivers, datasets)"
     ]
     # base_dir is the file's folder, set by the caller, never by the file.
@@ -722,3 +722,32 @@ def test_a_config_made_in_code_has_unlocated_check_lines(monkeypatch: pytest.Mon
         "<config>: integrations[0].secret_access_key: secret reference env:SYNCD_T_ID: "
         "environment variable SYNCD_T_ID is not set",
     ]
+
+
+TARGETS = """\
+integrations:
+  - {{name: disk, provider: local}}
+drivers:
+  - {{name: a, integration: disk, bucket: ./a}}
+datasets:
+  - {{name: d, drivers: [a]}}
+targets:
+{targets}
+"""
+
+
+def test_targets_are_checked_against_datasets_and_each_other() -> None:
+    good = "  - {name: ls, kind: labelstudio, url: 'https://ls.example', token: env:T, project: 3, dataset: d}"
+    config = parse_config(TARGETS.format(targets=good))
+    assert config.target("ls").project == 3 and config.target("ls").batch == 1000
+    with pytest.raises(ConfigError, match=r"unknown target 'nope' \(known: ls\)"):
+        config.target("nope")
+    assert errors(TARGETS.format(targets=good.replace("dataset: d", "dataset: x"))) == [
+        "cfg.yaml:8:97: targets[0].dataset: unknown dataset 'x' (known: d)"
+    ]
+    assert errors(TARGETS.format(targets=f"{good}\n{good}"))[0].endswith(
+        "targets[1].name: duplicate target name 'ls' (first used by targets[0])"
+    )
+    secret = errors(TARGETS.format(targets=good.replace("env:T", "abc123")))
+    assert "secrets are references, not values" in secret[0] and "abc123" not in secret[0]
+    assert "kind" in errors(TARGETS.format(targets=good.replace("labelstudio", "labelbox")))[0]

@@ -91,6 +91,19 @@ MIGRATIONS: list[list[str]] = [
         "next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0, last_error TEXT, "
         "updated_at DOUBLE PRECISION NOT NULL)",
     ],
+    [
+        "CREATE TABLE push_state (target TEXT PRIMARY KEY, pushed_through BIGINT NOT NULL, "
+        "verified_at DOUBLE PRECISION NOT NULL DEFAULT 0, "
+        "updated_at DOUBLE PRECISION NOT NULL)",
+        "CREATE TABLE push_tasks (target TEXT NOT NULL, driver TEXT NOT NULL, "
+        "key_hash TEXT NOT NULL, key TEXT NOT NULL, task_id BIGINT, etag TEXT, version TEXT, "
+        "change_id BIGINT NOT NULL, marked TEXT, PRIMARY KEY (target, driver, key_hash))",
+        "CREATE TABLE push_runs (id BIGSERIAL PRIMARY KEY, target TEXT NOT NULL, "
+        "dataset TEXT NOT NULL, status TEXT NOT NULL, started_at DOUBLE PRECISION NOT NULL, "
+        "finished_at DOUBLE PRECISION, pushed_through BIGINT NOT NULL DEFAULT 0, "
+        "counts TEXT NOT NULL DEFAULT '{}', errors TEXT NOT NULL DEFAULT '[]', reason TEXT, "
+        "host TEXT NOT NULL, pid INTEGER NOT NULL)",
+    ],
 ]
 # Any constant works: it only has to be the same in every process that migrates.
 _MIGRATION_LOCK = 0x5F5C_D000

@@ -7,6 +7,7 @@ ids commit in order.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -29,11 +30,15 @@ from syncd.catalog.types import (
     Op,
     OutboxKind,
     OutboxRow,
+    PushCounts,
+    PushRun,
+    PushState,
     RawRow,
     RunConflict,
     RunCounts,
     RunStatus,
     SyncRun,
+    TaskLink,
     WebhookState,
     WriteResult,
 )
@@ -764,6 +769,221 @@ class SqlCatalog(ABC):
             cur.execute(self._sql("DELETE FROM dead_letters WHERE id = ?"), (letter_id,))
             return bool(cur.rowcount)
 
+    # -- labeling targets ----------------------------------------------------------------
+    # Push bookkeeping takes the lease lock, not the item writer lock: a push talking to a
+    # slow labeling server never holds up syncs.
+
+    def rows_of(self, dataset: str, driver: str, keys: Collection[str]) -> dict[str, Item]:
+        """The items (tombstones included) of `keys` under one dataset and driver."""
+        dataset_id = self.find_id("dataset", dataset)
+        driver_id = self.find_id("driver", driver)
+        out: dict[str, Item] = {}
+        if dataset_id is None or driver_id is None:
+            return out
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            sql, params = self._keys_query(dataset_id, driver_id, unique[start : start + 500])
+            for raw in self._run(sql, params).fetchall():
+                row = CatalogRow._make(raw)
+                out[row.key] = Item(
+                    dataset,
+                    driver,
+                    row.key,
+                    row.size,
+                    row.mtime,
+                    row.etag,
+                    row.version,
+                    row.content_type,
+                    row.media_kind,
+                    row.order_token,
+                    row.observed_at,
+                    bool(row.deleted),
+                    row.change_id,
+                    bool(row.verify),
+                )
+        return out
+
+    def push_state(self, target: str) -> PushState | None:
+        row = self._run(
+            self._sql(
+                "SELECT target, pushed_through, verified_at FROM push_state WHERE target = ?"
+            ),
+            (target,),
+        ).fetchone()
+        return None if row is None else PushState(row[0], int(row[1]), float(row[2]))
+
+    def save_push_state(self, state: PushState) -> None:
+        with self._guard(), self._lease_tx() as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO push_state (target, pushed_through, verified_at, updated_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET "
+                    "pushed_through = excluded.pushed_through, "
+                    "verified_at = excluded.verified_at, updated_at = excluded.updated_at"
+                ),
+                (state.target, state.pushed_through, state.verified_at, time.time()),
+            )
+
+    def task_links(self, target: str, driver: str, keys: Collection[str]) -> dict[str, TaskLink]:
+        out: dict[str, TaskLink] = {}
+        hashes = list(dict.fromkeys(link_hash(k) for k in keys))
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start : start + 500]
+            marks = ", ".join([self.placeholder] * len(chunk))
+            rows = self._run(
+                self._sql(
+                    f"SELECT {LINK_COLUMNS} FROM push_tasks WHERE target = ? AND driver = ? "
+                    f"AND key_hash IN ({marks})"
+                ),
+                (target, driver, *chunk),
+            ).fetchall()
+            for row in rows:
+                out[row[1]] = _link(row)
+        return out
+
+    def all_task_links(self, target: str) -> Iterator[TaskLink]:
+        """Every link of `target`, in (driver, key hash) order, read in pages."""
+        after = ("", "")
+        sql = self._sql(
+            f"SELECT {LINK_COLUMNS}, key_hash FROM push_tasks WHERE target = ? "
+            "AND (driver > ? OR (driver = ? AND key_hash > ?)) ORDER BY driver, key_hash LIMIT ?"
+        )
+        while True:
+            rows = self._run(sql, (target, after[0], after[0], after[1], SCAN_CHUNK)).fetchall()
+            for row in rows:
+                yield _link(row)
+            if len(rows) < SCAN_CHUNK:
+                return
+            after = (rows[-1][0], rows[-1][-1])
+
+    def count_pending_links(self, target: str) -> int:
+        row = self._run(
+            self._sql("SELECT count(*) FROM push_tasks WHERE target = ? AND task_id IS NULL"),
+            (target,),
+        ).fetchone()
+        return int(row[0])
+
+    def save_task_links(self, target: str, links: Sequence[TaskLink]) -> None:
+        with self._guard(), self._lease_tx() as cur:
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO push_tasks (target, driver, key_hash, key, task_id, etag, "
+                    "version, change_id, marked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (target, driver, key_hash) DO UPDATE SET "
+                    "task_id = excluded.task_id, etag = excluded.etag, "
+                    "version = excluded.version, change_id = excluded.change_id, "
+                    "marked = excluded.marked"
+                ),
+                [
+                    (
+                        target,
+                        link.driver,
+                        link_hash(link.key),
+                        link.key,
+                        link.task_id,
+                        link.etag,
+                        link.version,
+                        link.change_id,
+                        link.marked,
+                    )
+                    for link in links
+                ],
+            )
+
+    def drop_task_links(self, target: str, keys: Sequence[tuple[str, str]]) -> None:
+        """Forget the links of (driver, key) pairs."""
+        with self._guard(), self._lease_tx() as cur:
+            cur.executemany(
+                self._sql(
+                    "DELETE FROM push_tasks WHERE target = ? AND driver = ? AND key_hash = ?"
+                ),
+                [(target, driver, link_hash(key)) for driver, key in keys],
+            )
+
+    def begin_push_run(self, target: str, dataset: str) -> int:
+        """Record a push `running`; earlier pushes of `target` whose process is gone (on this
+        host) are marked interrupted."""
+        now = time.time()
+        host = socket.gethostname()
+        with self._guard(), self._lease_tx() as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT id, host, pid FROM push_runs WHERE target = ? AND status = 'running'"
+                ),
+                (target,),
+            )
+            for run_id, run_host, pid in cur.fetchall():
+                if run_host == host and not _pid_alive(int(pid)):
+                    cur.execute(
+                        self._sql(
+                            "UPDATE push_runs SET status = 'interrupted', finished_at = ?, "
+                            "reason = 'interrupted: process gone' WHERE id = ?"
+                        ),
+                        (now, run_id),
+                    )
+            cur.execute(
+                self._sql(
+                    "INSERT INTO push_runs (target, dataset, status, started_at, host, pid) "
+                    "VALUES (?, ?, 'running', ?, ?, ?) RETURNING id"
+                ),
+                (target, dataset, now, host, os.getpid()),
+            )
+            return int(cur.fetchone()[0])
+
+    def finish_push_run(
+        self,
+        run_id: int,
+        status: RunStatus,
+        counts: PushCounts,
+        pushed_through: int,
+        errors: Sequence[str] = (),
+        reason: str | None = None,
+    ) -> None:
+        with self._guard(), self._lease_tx() as cur:
+            cur.execute(
+                self._sql(
+                    "UPDATE push_runs SET status = ?, finished_at = ?, counts = ?, errors = ?, "
+                    "reason = ?, pushed_through = ? WHERE id = ?"
+                ),
+                (
+                    str(status),
+                    time.time(),
+                    json.dumps(counts.as_dict()),
+                    json.dumps([_storable(e) for e in errors]),
+                    None if reason is None else _storable(reason),
+                    pushed_through,
+                    run_id,
+                ),
+            )
+
+    def push_runs(self, target: str | None = None, limit: int = 20) -> list[PushRun]:
+        where, params = ("target = ?", (target,)) if target is not None else ("1 = 1", ())
+        rows = self._run(
+            self._sql(
+                "SELECT id, target, dataset, status, started_at, finished_at, pushed_through, "
+                f"counts, errors, reason, host, pid FROM push_runs WHERE {where} "
+                "ORDER BY id DESC LIMIT ?"
+            ),
+            (*params, limit),
+        ).fetchall()
+        return [
+            PushRun(
+                id=int(r[0]),
+                target=r[1],
+                dataset=r[2],
+                status=RunStatus(r[3]),
+                started_at=float(r[4]),
+                finished_at=None if r[5] is None else float(r[5]),
+                pushed_through=int(r[6]),
+                counts=PushCounts(**json.loads(r[7] or "{}")),
+                errors=tuple(json.loads(r[8] or "[]")),
+                reason=r[9],
+                host=r[10],
+                pid=int(r[11]),
+            )
+            for r in rows
+        ]
+
 
 class _Result(list[tuple[Any, ...]]):
     """Fetched rows, read like a cursor's."""
@@ -933,6 +1153,18 @@ def _storable(text: str) -> str:
     except UnicodeEncodeError:
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+LINK_COLUMNS = "driver, key, task_id, etag, version, change_id, marked"
+
+
+def link_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _link(row: Sequence[Any]) -> TaskLink:
+    task_id = None if row[2] is None else int(row[2])
+    return TaskLink(row[0], row[1], task_id, row[3], row[4], int(row[5]), row[6])
 
 
 def _pid_alive(pid: int) -> bool:

@@ -86,6 +86,21 @@ MIGRATIONS: list[list[str]] = [
         "next_attempt_at REAL NOT NULL DEFAULT 0, last_error TEXT, updated_at REAL NOT NULL) "
         "STRICT",
     ],
+    # Labeling targets: how far each got in the change feed, which task each item became,
+    # and the history of pushes. Link keys are a SHA-256 of the key (hex), as in PostgreSQL.
+    [
+        "CREATE TABLE push_state (target TEXT PRIMARY KEY, pushed_through INTEGER NOT NULL, "
+        "verified_at REAL NOT NULL DEFAULT 0, updated_at REAL NOT NULL) STRICT",
+        "CREATE TABLE push_tasks (target TEXT NOT NULL, driver TEXT NOT NULL, "
+        "key_hash TEXT NOT NULL, key TEXT NOT NULL, task_id INTEGER, etag TEXT, version TEXT, "
+        "change_id INTEGER NOT NULL, marked TEXT, PRIMARY KEY (target, driver, key_hash)) "
+        "STRICT, WITHOUT ROWID",
+        "CREATE TABLE push_runs (id INTEGER PRIMARY KEY, target TEXT NOT NULL, "
+        "dataset TEXT NOT NULL, status TEXT NOT NULL, started_at REAL NOT NULL, "
+        "finished_at REAL, pushed_through INTEGER NOT NULL DEFAULT 0, "
+        "counts TEXT NOT NULL DEFAULT '{}', errors TEXT NOT NULL DEFAULT '[]', reason TEXT, "
+        "host TEXT NOT NULL, pid INTEGER NOT NULL) STRICT",
+    ],
 ]
 
 

@@ -411,3 +411,101 @@ class Catalog(Protocol):
         """Store `state`; with `fence`, only while that lease is still at its epoch (False
         otherwise: another replica delivers now)."""
         ...
+
+    # -- labeling targets -------------------------------------------------------------------
+
+    def rows_of(self, dataset: str, driver: str, keys: Collection[str]) -> dict[str, Item]:
+        """The items (tombstones included) of `keys` under one dataset and driver."""
+        ...
+
+    def push_state(self, target: str) -> PushState | None: ...
+
+    def save_push_state(self, state: PushState) -> None: ...
+
+    def task_links(
+        self, target: str, driver: str, keys: Collection[str]
+    ) -> dict[str, TaskLink]: ...
+
+    def all_task_links(self, target: str) -> Iterator[TaskLink]: ...
+
+    def count_pending_links(self, target: str) -> int: ...
+
+    def save_task_links(self, target: str, links: Sequence[TaskLink]) -> None: ...
+
+    def drop_task_links(self, target: str, keys: Sequence[tuple[str, str]]) -> None: ...
+
+    def begin_push_run(self, target: str, dataset: str) -> int: ...
+
+    def finish_push_run(
+        self,
+        run_id: int,
+        status: RunStatus,
+        counts: PushCounts,
+        pushed_through: int,
+        errors: Sequence[str] = (),
+        reason: str | None = None,
+    ) -> None: ...
+
+    def push_runs(self, target: str | None = None, limit: int = 20) -> list[PushRun]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLink:
+    """Which labeling task an item became in a target. `task_id` None: an import was sent
+    and its answer not yet stored (a crash there is settled by checking the project)."""
+
+    driver: str
+    key: str
+    task_id: int | None
+    etag: str | None
+    version: str | None
+    change_id: int
+    #: "deleted" when the item is gone but its task was kept (it holds human work).
+    marked: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PushState:
+    target: str
+    #: Every change up to this id is in the target.
+    pushed_through: int
+    #: When the whole project was last checked against the dataset (epoch seconds; 0: never).
+    verified_at: float
+
+
+@dataclass(slots=True)
+class PushCounts:
+    imported: int = 0
+    updated: int = 0
+    deleted: int = 0
+    #: Tasks of deleted items kept because they hold annotations or drafts.
+    kept: int = 0
+    unchanged: int = 0
+    #: HTTP requests that changed the project.
+    writes: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "imported": self.imported,
+            "updated": self.updated,
+            "deleted": self.deleted,
+            "kept": self.kept,
+            "unchanged": self.unchanged,
+            "writes": self.writes,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PushRun:
+    id: int
+    target: str
+    dataset: str
+    status: RunStatus
+    started_at: float
+    finished_at: float | None
+    pushed_through: int
+    counts: PushCounts
+    errors: tuple[str, ...]
+    reason: str | None
+    host: str
+    pid: int

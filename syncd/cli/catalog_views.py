@@ -6,9 +6,10 @@ import argparse
 import sys
 from typing import Any
 
+from syncd.catalog.types import PushRun, SyncRun
 from syncd.cli.context import EXIT_OK, catalog_of, known_dataset
 from syncd.cli.render import PAGE, emit_json, rows_out, size, table
-from syncd.views import change_view, dataset_view, iso, item_view, run_view
+from syncd.views import change_view, dataset_view, iso, item_view, push_run_view, run_view
 
 
 def _page(args: argparse.Namespace) -> tuple[int | None, bool]:
@@ -96,11 +97,27 @@ def cmd_runs_ls(args: argparse.Namespace) -> int:
         if args.dataset is not None:
             known_dataset(catalog, args.dataset)
         runs = catalog.runs(args.dataset, limit=args.limit)
+        pushes = [
+            p
+            for p in catalog.push_runs(limit=args.limit)
+            if args.dataset is None or p.dataset == args.dataset
+        ]
     finally:
         catalog.close()
     if args.json:
-        emit_json([run_view(r) for r in runs])
+        if args.pushes:
+            emit_json([push_run_view(p) for p in pushes])
+        else:
+            emit_json([run_view(r) for r in runs])
         return EXIT_OK
+    if not args.pushes:
+        _sync_runs(runs)
+    if pushes:
+        _push_runs(pushes)
+    return EXIT_OK
+
+
+def _sync_runs(runs: list[SyncRun]) -> None:
     table(
         None,
         ("run", "dataset", "driver", "status", "started", "listed", "+", "~", "-", "reason"),
@@ -120,7 +137,28 @@ def cmd_runs_ls(args: argparse.Namespace) -> int:
             for r in runs
         ),
     )
-    return EXIT_OK
+
+
+def _push_runs(pushes: list[PushRun]) -> None:
+    table(
+        "Pushes",
+        ("push", "dataset", "target", "status", "started", "+", "~", "-", "kept", "reason"),
+        (
+            (
+                p.id,
+                p.dataset,
+                p.target,
+                p.status,
+                iso(p.started_at),
+                f"{p.counts.imported:,}",
+                f"{p.counts.updated:,}",
+                f"{p.counts.deleted:,}",
+                f"{p.counts.kept:,}",
+                p.reason or "",
+            )
+            for p in pushes
+        ),
+    )
 
 
 def cmd_changes(args: argparse.Namespace) -> int:
@@ -170,12 +208,13 @@ def register(sub: Any) -> None:
     ls.add_argument("--json", action="store_true", help="JSON Lines, one item per line")
     ls.set_defaults(func=cmd_items_ls)
 
-    p = sub.add_parser("runs", help="sync run history")
+    p = sub.add_parser("runs", help="sync and push run history")
     actions = p.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
     ls = actions.add_parser("ls", help="recent runs, newest first")
     ls.add_argument("--dataset", help="only this dataset's runs")
     ls.add_argument("--limit", type=int, default=20, help="how many (default 20)")
     ls.add_argument("--json", action="store_true", help="one JSON array")
+    ls.add_argument("--pushes", action="store_true", help="only pushes into targets (`syncd push`)")
     ls.set_defaults(func=cmd_runs_ls)
 
     p = sub.add_parser("changes", help="the change feed of a dataset")

@@ -22,6 +22,7 @@ from syncd.cli import (
     demo,
     deploy,
     manifest,
+    push,
     run,
     status,
     sync,
@@ -30,7 +31,7 @@ from syncd.cli.context import EXIT_FAILURE, EXIT_USAGE, UsageError
 from syncd.errors import ConfigError, SyncdError
 
 #: Modules that add subcommands, in the order `syncd --help` lists them.
-COMMANDS = (config, sync, run, catalog_views, status, dead_letters, manifest, deploy, demo)
+COMMANDS = (config, sync, push, run, catalog_views, status, dead_letters, manifest, deploy, demo)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 

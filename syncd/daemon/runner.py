@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from syncd.api.context import ApiContext
+    from syncd.daemon.pushes import TargetPusher
     from syncd.daemon.webhooks import WebhookDeliverer
 
 from syncd.catalog import RunStatus
@@ -119,6 +120,7 @@ class Daemon:
         self._jobs_lock = threading.Lock()
         self._wake: asyncio.Event | None = None
         self.deliverer: WebhookDeliverer | None = None
+        self.pusher: TargetPusher | None = None
         for dataset, driver in config.pairs():
             name = pair_name(dataset.name, driver.name)
             self.state.pairs[name] = PairState(dataset.name, driver.name, self._schedule(driver))
@@ -205,8 +207,7 @@ class Daemon:
                 result = self._reconcile(dataset, driver, fence, started)
                 pair.last_result = result
                 self.metrics.run_finished(result)
-                if self.deliverer is not None:
-                    self.deliverer.wake()
+                self._committed()
                 if result.run_id is not None:
                     if started is not None and not started.done():
                         started.set_result(result.run_id)
@@ -294,8 +295,8 @@ class Daemon:
 
         def on_batch(result: BatchResult, lags: list[float]) -> None:
             self.metrics.batch_applied(label, result, lags)
-            if result.applied and self.deliverer is not None:
-                self.deliverer.wake()
+            if result.applied:
+                self._committed()
 
         def on_error(exc: Exception) -> None:
             self.metrics.source_failed(label)
@@ -356,8 +357,8 @@ class Daemon:
             stats.batches += 1
             stats.applied += result.applied
             self.metrics.batch_applied(f"watch:{driver.name}", result, [])
-            if result.applied and self.deliverer is not None:
-                self.deliverer.wake()
+            if result.applied:
+                self._committed()
 
         def on_rescan(folder: str, reason: str) -> None:
             # The whole driver, not the folder: a folder moved out lists empty, and a
@@ -422,6 +423,12 @@ class Daemon:
                 self.config, self.catalog_url, self.state.replica, self.stop
             )
             self.deliverer.start()
+        if self.config.targets:
+            from syncd.daemon.pushes import TargetPusher
+
+            self.pusher = TargetPusher(self.config, self.catalog_url, self.state.replica, self.stop)
+            if not once:
+                self.pusher.start()
         log.info(
             "daemon started", replica=self.state.replica, once=once, pairs=len(self.state.pairs)
         )
@@ -458,6 +465,8 @@ class Daemon:
         self._due(started, started - LOOKBACK)
         if once:
             await self._drain(loop)
+            if self.pusher is not None:
+                await loop.run_in_executor(None, self.pusher.push_due, True)
         else:
             while not self.stop.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -473,6 +482,13 @@ class Daemon:
             )
             return 1 if failed else code
         return code
+
+    def _committed(self) -> None:
+        """Changes were committed: webhooks and targets look now, not at their next poll."""
+        if self.deliverer is not None:
+            self.deliverer.wake()
+        if self.pusher is not None:
+            self.pusher.wake()
 
     def request_stop(self, signum: int | None = None) -> None:
         if not self.stop.is_set():
@@ -521,6 +537,9 @@ class Daemon:
         if deliverer is not None:
             remaining = max(0.1, deadline - time.monotonic())
             await loop.run_in_executor(None, deliverer.join, remaining)
+        if self.pusher is not None:
+            remaining = max(0.1, deadline - time.monotonic())
+            await loop.run_in_executor(None, self.pusher.join, remaining)
         await loop.run_in_executor(None, self.leases.stop)
         self.catalogs.close()
         log.info("daemon stopped", replica=self.state.replica)

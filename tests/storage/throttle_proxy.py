@@ -80,7 +80,7 @@ def throttling_proxy(upstream: str, every: int = 3) -> Iterator[tuple[str, Fault
                 self.wfile.write(data)
             conn.close()
 
-        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+        do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = do_HEAD = _forward
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
