@@ -310,6 +310,8 @@ def _duration(value: Any) -> float:
 
 #: Seconds, written as a number or as `90s`, `15m`, `2h`, `1d`.
 Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+#: A duration that may be zero.
+Delay = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
 
 
 def _schedule(value: Any) -> dict[str, Any]:
@@ -373,6 +375,35 @@ Source = Annotated[
 ]
 
 
+class Inventory(_Model):
+    """Where a driver's inventory reports are delivered (read through its integration).
+
+    S3 Inventory: `bucket` is the destination bucket and `prefix` the folder holding the
+    dated report folders (`<destination prefix>/<source bucket>/<configuration id>/`).
+    GCS inventory reports: the report config's destination bucket and path (the folder
+    holding the `..._manifest.json` files). Azure Blob Inventory: the rule's destination
+    container (`prefix` empty) and `rule`, the rule's name.
+    """
+
+    bucket: str = Field(min_length=1)
+    prefix: str = ""
+    #: Azure: the inventory rule whose runs to read.
+    rule: str | None = None
+    #: A report's rows apply only to items untouched since the report's time minus this
+    #: (events that arrived after the report are newer than it).
+    margin: Delay = 3600.0
+    #: What DuckDB may hold in memory; the rest spills to a temporary folder.
+    memory_limit: str = Field(
+        default="1GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.lstrip("/")
+        return value if not value or value.endswith("/") else value + "/"
+
+
 class Driver(_Model):
     """One bucket, container or folder (and optional prefix) through one integration."""
 
@@ -406,6 +437,16 @@ class Driver(_Model):
     schedule: Annotated[dict[str, Any], AfterValidator(_schedule)] | None = None
     #: Where `syncd run` receives this driver's changes as they happen.
     source: Source | None = None
+    #: `inventory`: reconcile from the newest inventory report (zero LIST calls on the
+    #: bucket) instead of listing it.
+    listing: Literal["list", "inventory"] = "list"
+    inventory: Inventory | None = None
+
+    @model_validator(mode="after")
+    def _inventory(self) -> Driver:
+        if self.listing == "inventory" and self.inventory is None:
+            raise ValueError("listing: inventory needs an `inventory:` block (bucket, prefix)")
+        return self
 
     @field_validator("prefix")
     @classmethod
@@ -728,6 +769,25 @@ def _cross_checks(data: dict[str, Any]) -> list[tuple[Loc, str]]:
                 (
                     ("drivers", index, "integration"),
                     f"unknown integration {integration!r} (known: {known})",
+                )
+            )
+    providers = {
+        item.get("name"): item.get("provider") for _, item in _entries(data, "integrations")
+    }
+    for index, driver in _entries(data, "drivers"):
+        if driver.get("listing") != "inventory":
+            continue
+        provider = providers.get(driver.get("integration"))
+        if provider == "local":
+            problems.append(
+                (("drivers", index, "listing"), "a local folder has no inventory reports")
+            )
+        inventory = driver.get("inventory")
+        if provider == "azure" and isinstance(inventory, dict) and not inventory.get("rule"):
+            problems.append(
+                (
+                    ("drivers", index, "inventory", "rule"),
+                    "Azure Blob Inventory needs the rule's name (its runs are folders per rule)",
                 )
             )
     known = ", ".join(sorted(names["drivers"])) or "none defined"

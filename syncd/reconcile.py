@@ -157,7 +157,7 @@ class _HeldDeletes:
             self._file.close()
 
 
-class _Writer:
+class RunWriter:
     """Applies batches of writes for one run, guarded by the run's watermark."""
 
     def __init__(
@@ -232,7 +232,7 @@ class _Pass:
 
     def __init__(
         self,
-        writer: _Writer | None,
+        writer: RunWriter | None,
         counts: RunCounts,
         plan: list[PlannedChange],
         progress: Progress | None,
@@ -367,7 +367,7 @@ def reconcile(
     keys = key_filter(driver)
     limit = max_delete or driver.max_delete
 
-    writer: _Writer | None = None
+    writer: RunWriter | None = None
     if dry_run:
         dataset_id = catalog.find_id("dataset", dataset)
         driver_id = catalog.find_id("driver", driver.name)
@@ -379,7 +379,7 @@ def reconcile(
             dataset_id, driver_id, watermark=watermark, takeover=fence is not None
         )
         result.run_id = run_id
-        writer = _Writer(catalog, dataset_id, driver_id, run_id, watermark, fence)
+        writer = RunWriter(catalog, dataset_id, driver_id, run_id, watermark, fence)
         if on_start is not None:
             on_start(run_id)
     bound = log.bind(dataset=dataset, driver=driver.name, run_id=result.run_id, dry_run=dry_run)
@@ -413,16 +413,18 @@ def reconcile(
         status, reason = _apply_deletes(merge, driver, limit, result, wall_start)
     except LeaseLost as exc:
         result.error_kind = "transient"
-        return _finish(catalog, result, RunStatus.INTERRUPTED, str(exc), started, bound)
+        return finish_result(catalog, result, RunStatus.INTERRUPTED, str(exc), started, bound)
     except Stopped as exc:
         result.error_kind = "transient"
-        return _finish(catalog, result, RunStatus.INTERRUPTED, str(exc), started, bound)
+        return finish_result(catalog, result, RunStatus.INTERRUPTED, str(exc), started, bound)
     except CatalogError as exc:
         result.error_kind = "transient" if exc.transient else "permanent"
-        return _finish(catalog, result, RunStatus.FAILED, str(exc), started, bound)
+        return finish_result(catalog, result, RunStatus.FAILED, str(exc), started, bound)
     except (SyncdError, OSError) as exc:
         result.error_kind = "transient" if getattr(exc, "transient", False) else "permanent"
-        return _finish(catalog, result, RunStatus.ABORTED, f"listing failed: {exc}", started, bound)
+        return finish_result(
+            catalog, result, RunStatus.ABORTED, f"listing failed: {exc}", started, bound
+        )
     except BaseException as exc:
         if result.run_id is not None:
             interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
@@ -433,7 +435,7 @@ def reconcile(
         raise
     finally:
         merge.deletes.close()
-    return _finish(catalog, result, status, reason, started, bound)
+    return finish_result(catalog, result, status, reason, started, bound)
 
 
 #: Unreadable entries and warnings a run records (the rest are counted).
@@ -507,7 +509,7 @@ def _record(
                 catalog.reconnect()
 
 
-def _finish(
+def finish_result(
     catalog: Catalog,
     result: SyncResult,
     status: RunStatus,

@@ -74,6 +74,27 @@ def sync_pairs(
     report = SyncReport(dry_run)
     for dataset, driver in pairs:
         provider = config.integration(driver.integration).provider
+        if driver.listing == "inventory":
+            from syncd.inventory.reconcile import reconcile_inventory
+
+            try:
+                with progress_for(dataset, driver) as progress:
+                    report.results.append(
+                        reconcile_inventory(
+                            catalog,
+                            config,
+                            dataset=dataset.name,
+                            driver=driver,
+                            provider=provider,
+                            dry_run=dry_run,
+                            max_delete=max_delete,
+                            progress=progress,
+                            plan_limit=plan_limit,
+                        )
+                    )
+            except RunConflict as exc:
+                report.conflicts.append(Conflict(dataset.name, driver.name, str(exc)))
+            continue
         try:
             store = open_for(driver, config)
         except SyncdError as exc:

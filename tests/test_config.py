@@ -751,3 +751,32 @@ def test_targets_are_checked_against_datasets_and_each_other() -> None:
     secret = errors(TARGETS.format(targets=good.replace("env:T", "abc123")))
     assert "secrets are references, not values" in secret[0] and "abc123" not in secret[0]
     assert "kind" in errors(TARGETS.format(targets=good.replace("labelstudio", "labelbox")))[0]
+
+
+INVENTORY = """\
+integrations:
+  - {{name: disk, provider: local}}
+  - {{name: aws, provider: s3}}
+  - {{name: az, provider: azure, account_url: "https://acct.blob.core.windows.net"}}
+drivers:
+  - {{name: a, integration: {integration}, bucket: b, listing: inventory{block}}}
+datasets:
+  - {{name: d, drivers: [a]}}
+"""
+
+
+def test_inventory_listing_is_checked() -> None:
+    good = ", inventory: {bucket: inv, prefix: 'inv/b/daily', margin: 30m}"
+    config = parse_config(INVENTORY.format(integration="aws", block=good))
+    inventory = config.driver("a").inventory
+    assert inventory is not None and inventory.prefix == "inv/b/daily/"
+    assert inventory.margin == 1800 and inventory.memory_limit == "1GB"
+    assert "needs an `inventory:` block" in errors(INVENTORY.format(integration="aws", block=""))[0]
+    assert errors(INVENTORY.format(integration="disk", block=good)) == [
+        "cfg.yaml:6:54: drivers[0].listing: a local folder has no inventory reports"
+    ]
+    assert "Azure Blob Inventory needs the rule's name" in (
+        errors(INVENTORY.format(integration="az", block=good))[0]
+    )
+    bad_memory = good.replace("margin: 30m", "memory_limit: lots")
+    assert "memory_limit" in errors(INVENTORY.format(integration="aws", block=bad_memory))[0]

@@ -104,6 +104,11 @@ MIGRATIONS: list[list[str]] = [
         "counts TEXT NOT NULL DEFAULT '{}', errors TEXT NOT NULL DEFAULT '[]', reason TEXT, "
         "host TEXT NOT NULL, pid INTEGER NOT NULL)",
     ],
+    [
+        "CREATE TABLE inventory_state (driver_id BIGINT PRIMARY KEY, "
+        "taken_at DOUBLE PRECISION NOT NULL, manifest TEXT NOT NULL, "
+        "applied_at DOUBLE PRECISION NOT NULL)",
+    ],
 ]
 # Any constant works: it only has to be the same in every process that migrates.
 _MIGRATION_LOCK = 0x5F5C_D000
@@ -156,6 +161,10 @@ class PostgresCatalog(SqlCatalog):
         with self._guard():
             self._conn = self._connect()
             self._migrate()
+
+    def conninfo_for_scanner(self) -> str:
+        """The connection string without syncd's `schema=` (DuckDB's scanner takes libpq's)."""
+        return self._conninfo
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:

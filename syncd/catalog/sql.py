@@ -769,6 +769,43 @@ class SqlCatalog(ABC):
             cur.execute(self._sql("DELETE FROM dead_letters WHERE id = ?"), (letter_id,))
             return bool(cur.rowcount)
 
+    # -- inventory reports ---------------------------------------------------------------
+
+    def change_id_at(self, ts: float) -> int:
+        """The newest change id written before `ts` (0: none). Ids are gap-free and were
+        given in time order, so a binary search over the primary key finds it."""
+        lo, hi = 0, self.last_change_id()
+        sql = self._sql("SELECT at FROM changes WHERE id = ?")
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            row = self._run(sql, (mid,)).fetchone()
+            if row is not None and float(row[0]) < ts:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def inventory_applied(self, driver_id: int) -> tuple[float, str] | None:
+        """When the newest inventory report applied to this driver was taken, and its
+        manifest."""
+        row = self._run(
+            self._sql("SELECT taken_at, manifest FROM inventory_state WHERE driver_id = ?"),
+            (driver_id,),
+        ).fetchone()
+        return None if row is None else (float(row[0]), str(row[1]))
+
+    def save_inventory_applied(self, driver_id: int, taken_at: float, manifest: str) -> None:
+        with self._guard(), self._lease_tx() as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO inventory_state (driver_id, taken_at, manifest, applied_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (driver_id) DO UPDATE SET "
+                    "taken_at = excluded.taken_at, manifest = excluded.manifest, "
+                    "applied_at = excluded.applied_at"
+                ),
+                (driver_id, taken_at, manifest, time.time()),
+            )
+
     # -- labeling targets ----------------------------------------------------------------
     # Push bookkeeping takes the lease lock, not the item writer lock: a push talking to a
     # slow labeling server never holds up syncs.

@@ -101,6 +101,11 @@ MIGRATIONS: list[list[str]] = [
         "counts TEXT NOT NULL DEFAULT '{}', errors TEXT NOT NULL DEFAULT '[]', reason TEXT, "
         "host TEXT NOT NULL, pid INTEGER NOT NULL) STRICT",
     ],
+    # The newest inventory report applied per driver: an older one must not undo it.
+    [
+        "CREATE TABLE inventory_state (driver_id INTEGER PRIMARY KEY, taken_at REAL NOT NULL, "
+        "manifest TEXT NOT NULL, applied_at REAL NOT NULL) STRICT",
+    ],
 ]
 
 

@@ -412,6 +412,16 @@ class Catalog(Protocol):
         otherwise: another replica delivers now)."""
         ...
 
+    # -- inventory reports ------------------------------------------------------------------
+
+    def change_id_at(self, ts: float) -> int:
+        """The newest change id written before `ts` (0: none)."""
+        ...
+
+    def inventory_applied(self, driver_id: int) -> tuple[float, str] | None: ...
+
+    def save_inventory_applied(self, driver_id: int, taken_at: float, manifest: str) -> None: ...
+
     # -- labeling targets -------------------------------------------------------------------
 
     def rows_of(self, dataset: str, driver: str, keys: Collection[str]) -> dict[str, Item]:

@@ -233,15 +233,28 @@ class Daemon:
     ) -> SyncResult:
         catalog = self.catalogs.get()
         provider = self.config.integration(driver.integration).provider
-        try:
-            store = config_store(driver, self.config)
-        except SyncdError as exc:
-            return store_failed(catalog, dataset.name, driver, provider, exc, dry_run=False)
 
         def on_start(run_id: int) -> None:
             if started is not None and not started.done():
                 started.set_result(run_id)
 
+        if driver.listing == "inventory":
+            from syncd.inventory.reconcile import reconcile_inventory
+
+            return reconcile_inventory(
+                catalog,
+                self.config,
+                dataset=dataset.name,
+                driver=driver,
+                provider=provider,
+                fence=fence,
+                stop=self.stop,
+                on_start=on_start,
+            )
+        try:
+            store = config_store(driver, self.config)
+        except SyncdError as exc:
+            return store_failed(catalog, dataset.name, driver, provider, exc, dry_run=False)
         return reconcile(
             catalog,
             store,

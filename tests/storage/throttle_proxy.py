@@ -71,10 +71,13 @@ def throttling_proxy(upstream: str, every: int = 3) -> Iterator[tuple[str, Fault
             response = conn.getresponse()
             data = response.read()
             self.send_response(response.status)
+            sent = str(len(data))
             for name, value in response.getheaders():
-                if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                if name.lower() == "content-length" and self.command == "HEAD":
+                    sent = value  # a HEAD tells the object's size, with no body
+                elif name.lower() not in ("transfer-encoding", "connection", "content-length"):
                     self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", sent)
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)

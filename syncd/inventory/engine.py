@@ -1,0 +1,332 @@
+"""The inventory merge in DuckDB: a report's data files, normalized to one relation
+(key, size, mtime, etag, version, content type), against the catalog's rows, read in place
+through DuckDB's SQLite or PostgreSQL scanner. Sorting, joining and spilling happen in the
+engine under a memory cap; Python sees only the rows that differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from syncd.catalog.types import Catalog
+from syncd.errors import SyncdError, Unsupported
+from syncd.inventory.reports import InventoryError, Report
+from syncd.storage.types import Store
+
+#: Bytes read per request when a data file is copied to the local folder DuckDB reads.
+CHUNK = 8 * 2**20
+ITEM_COLUMNS = (
+    "key, size, mtime, etag, version, deleted, change_id, order_token, observed_at, "
+    "content_type, media_kind, verify, history"
+)
+_NAME = re.compile(r"[^a-z0-9]")
+#: Which report column gives each field, by normalized name (lower case, letters and digits).
+FIELDS: dict[str, tuple[str, ...]] = {
+    "key": ("key", "name"),
+    "size": ("size", "contentlength"),
+    "mtime": ("lastmodifieddate", "lastmodified", "updated"),
+    "etag": ("etag",),
+    "md5": ("md5hash",),
+    "version": ("versionid", "generation"),
+    "metageneration": ("metageneration",),
+    "content_type": ("contenttype",),
+    "latest": ("islatest", "iscurrentversion"),
+    "delete_marker": ("isdeletemarker",),
+    "deleted": ("deleted",),
+    "snapshot": ("snapshot",),
+    "time_deleted": ("timedeleted",),
+}
+
+
+def extension(module: str, name: str) -> str:
+    """The path of a DuckDB extension shipped as a wheel (loaded from its file: nothing is
+    downloaded at run time)."""
+    try:
+        package = importlib.import_module(module)
+    except ImportError:
+        raise Unsupported(
+            f"listing: inventory needs DuckDB's {name}: pip install 'syncd[inventory]'"
+        ) from None
+    root = Path(package.__file__ or "").parent
+    found = sorted(root.rglob(f"{name}.duckdb_extension"))
+    if not found:
+        raise Unsupported(f"{module} holds no {name}.duckdb_extension")
+    return str(found[-1])
+
+
+def connect(tmp: Path, memory_limit: str) -> Any:
+    try:
+        import duckdb
+    except ImportError:
+        raise Unsupported(
+            "listing: inventory needs DuckDB: pip install 'syncd[inventory]'"
+        ) from None
+    spill = tmp / "spill"
+    spill.mkdir(exist_ok=True)
+    con = duckdb.connect(
+        config={
+            "memory_limit": memory_limit,
+            "temp_directory": str(spill),
+            "preserve_insertion_order": False,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+    )
+    return con
+
+
+def download(store: Store, report: Report, folder: Path) -> list[Path]:
+    """Copy the report's data files next to DuckDB, checking each against the manifest's
+    size and MD5; raise `InventoryError` naming the first that does not match."""
+    paths = []
+    for index, file in enumerate(report.files):
+        suffix = ".csv.gz" if file.key.endswith(".gz") else Path(file.key).suffix or ".dat"
+        path = folder / f"part-{index:06d}{suffix}"
+        digest = hashlib.md5()
+        size = 0
+        with open(path, "wb") as out:
+            while True:
+                chunk = store.read_range(file.key, size, CHUNK)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+                if len(chunk) < CHUNK:
+                    break
+        if file.size is not None and size != file.size:
+            raise InventoryError(
+                f"data file {file.key}: {size} bytes, but the manifest says {file.size}"
+            )
+        if file.md5 is not None and digest.hexdigest() != file.md5:
+            raise InventoryError(
+                f"data file {file.key}: MD5 {digest.hexdigest()}, but the manifest says "
+                f"{file.md5}: the report is damaged"
+            )
+        paths.append(path)
+    return paths
+
+
+def _quote(path: Path | str) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _source(con: Any, report: Report, paths: Sequence[Path], folder: Path) -> str:
+    """A DuckDB table expression over the report's files, every column as written."""
+    files = "[" + ", ".join(_quote(p) for p in paths) + "]"
+    if report.format == "parquet":
+        return f"read_parquet({files}, union_by_name = true)"
+    if report.format == "orc":
+        return f"read_parquet({files_of(_orc_to_parquet(paths, folder))}, union_by_name = true)"
+    options = [
+        f"header = {'true' if report.header else 'false'}",
+        f"delim = {_quote(report.delimiter)}",
+        "quote = '\"'",
+        "escape = '\"'",
+        "all_varchar = true",
+        "auto_detect = false" if report.columns and not report.header else "auto_detect = true",
+        "null_padding = true",
+    ]
+    if report.columns and not report.header:
+        names = ", ".join(f"{_quote(c)}: 'VARCHAR'" for c in report.columns)
+        options.append(f"columns = {{{names}}}")
+    return f"read_csv({files}, {', '.join(options)})"
+
+
+def files_of(paths: Sequence[Path]) -> str:
+    return "[" + ", ".join(_quote(p) for p in paths) + "]"
+
+
+def _orc_to_parquet(paths: Sequence[Path], folder: Path) -> list[Path]:
+    """DuckDB reads no ORC: each file becomes Parquet through pyarrow, a stripe at a time."""
+    from pyarrow import orc
+    from pyarrow import parquet as pq
+
+    out = []
+    for path in paths:
+        target = folder / f"{path.stem}.parquet"
+        reader = orc.ORCFile(str(path))
+        writer: Any = None
+        for index in range(reader.nstripes):
+            stripe = reader.read_stripe(index)
+            if writer is None:
+                writer = pq.ParquetWriter(str(target), stripe.schema)
+            writer.write_batch(stripe)
+        if writer is None:
+            pq.write_table(reader.read(), str(target))
+        else:
+            writer.close()
+        out.append(target)
+    return out
+
+
+def report_relation(
+    con: Any,
+    report: Report,
+    paths: Sequence[Path],
+    folder: Path,
+    *,
+    prefix: str,
+    bucket: str,
+    versioned: bool,
+) -> None:
+    """Create view `report(key, size, mtime, etag, version, content_type, metageneration)`:
+    the live objects under `prefix`, one row per key, as a listing of the bucket shows them."""
+    if not paths:
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW report AS SELECT NULL::VARCHAR AS key, "
+            "NULL::BIGINT AS size, NULL::DOUBLE AS mtime, NULL::VARCHAR AS etag, "
+            "NULL::VARCHAR AS version, NULL::VARCHAR AS content_type, "
+            "NULL::VARCHAR AS metageneration WHERE false"
+        )
+        return
+    source = _source(con, report, paths, folder)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW raw_report AS SELECT * FROM {source}")
+    described = con.execute("DESCRIBE raw_report").fetchall()
+    columns = {_NAME.sub("", str(row[0]).lower()): (str(row[0]), str(row[1])) for row in described}
+
+    def column(field: str) -> tuple[str, str] | None:
+        for candidate in FIELDS[field]:
+            if candidate in columns:
+                name, kind = columns[candidate]
+                return '"' + name.replace('"', '""') + '"', kind
+        return None
+
+    def text(field: str) -> str:
+        found = column(field)
+        return "NULL::VARCHAR" if found is None else f"CAST({found[0]} AS VARCHAR)"
+
+    def flag(field: str, default: bool) -> str:
+        found = column(field)
+        if found is None:
+            return "true" if default else "false"
+        return (
+            f"coalesce(lower(CAST({found[0]} AS VARCHAR)) IN ('true', '1'), {str(default).lower()})"
+        )
+
+    key = column("key")
+    if key is None:
+        raise InventoryError(f"report {report.manifest}: no Key or Name column")
+    key_sql = f"CAST({key[0]} AS VARCHAR)"
+    if report.provider == "s3" and report.format == "csv":
+        # S3 writes CSV keys form-encoded: a space is `+`, a plus `%2B`.
+        key_sql = f"url_decode(replace({key_sql}, '+', ' '))"
+    if report.provider == "azure":
+        # A blob inventory names blobs with their container first.
+        key_sql = (
+            f"CASE WHEN starts_with({key_sql}, {_quote(bucket + '/')}) "
+            f"THEN substr({key_sql}, {len(bucket) + 2}) ELSE {key_sql} END"
+        )
+    mtime = column("mtime")
+    if mtime is None:
+        mtime_sql = "0.0"
+    elif mtime[1].startswith("TIMESTAMP"):
+        mtime_sql = f"epoch({mtime[0]})"
+    elif mtime[1] in ("BIGINT", "INTEGER"):
+        mtime_sql = f"{mtime[0]} / 1000.0"
+    else:
+        mtime_sql = f"epoch(TRY_CAST({mtime[0]} AS TIMESTAMPTZ))"
+    etag_sql = f"nullif(trim({text('etag')}, '\"'), '')"
+    if column("md5") is not None:
+        # GCS listings give the MD5 (hex) as the content tag; composite objects have none.
+        etag_sql = f"coalesce(lower(hex(from_base64(nullif({text('md5')}, '')))), {etag_sql})"
+    version_sql = f"nullif({text('version')}, '')"
+    if report.provider == "s3" and not versioned:
+        version_sql = "NULL::VARCHAR"
+    live = [
+        flag("latest", True),
+        f"NOT {flag('delete_marker', False)}",
+        f"NOT {flag('deleted', False)}",
+        f"coalesce({text('snapshot')}, '') = ''",
+        f"coalesce({text('time_deleted')}, '') = ''",
+    ]
+    size = column("size")
+    size_sql = "0::BIGINT" if size is None else f"TRY_CAST({size[0]} AS BIGINT)"
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW report AS SELECT * FROM ("
+        f"SELECT {key_sql} AS key, coalesce({size_sql}, 0) AS size, "
+        f"CAST({mtime_sql} AS DOUBLE) AS mtime, {etag_sql} AS etag, {version_sql} AS version, "
+        f"nullif({text('content_type')}, '') AS content_type, "
+        f"{text('metageneration')} AS metageneration "
+        f"FROM raw_report WHERE {' AND '.join(live)}) "
+        f"WHERE key IS NOT NULL AND starts_with(key, {_quote(prefix)})"
+    )
+
+
+def catalog_relation(
+    con: Any, catalog: Catalog, dataset_id: int | None, driver_id: int | None
+) -> None:
+    """Create view `items`: the catalog's rows of this dataset and driver, read in place
+    (SQLite and PostgreSQL scanners), or from a snapshot for any other catalog."""
+    from syncd.catalog.postgres import PostgresCatalog
+    from syncd.catalog.sqlite import SqliteCatalog
+
+    where = f"dataset_id = {int(dataset_id or 0)} AND driver_id = {int(driver_id or 0)}"
+    if isinstance(catalog, SqliteCatalog) and catalog.path != ":memory:":
+        con.execute(
+            f"LOAD {_quote(extension('duckdb_extension_sqlite_scanner', 'sqlite_scanner'))}"
+        )
+        con.execute(f"ATTACH {_quote(catalog.path)} AS cat (TYPE sqlite, READ_ONLY)")
+        table = "cat.items"
+        deleted = "deleted <> 0"
+        verify = "verify <> 0"
+    elif isinstance(catalog, PostgresCatalog):
+        con.execute(
+            f"LOAD {_quote(extension('duckdb_extension_postgres_scanner', 'postgres_scanner'))}"
+        )
+        con.execute(
+            f"ATTACH {_quote(catalog.conninfo_for_scanner())} AS cat (TYPE postgres, READ_ONLY)"
+        )
+        table = f'cat."{catalog.schema}".items' if catalog.schema else "cat.public.items"
+        deleted = "deleted"
+        verify = "verify"
+    else:
+        raise Unsupported(f"catalog {catalog.url}: an inventory merge reads SQLite or PostgreSQL")
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW items AS SELECT key, size, mtime, etag, version, "
+        f"({deleted}) AS deleted, change_id, order_token, observed_at, content_type, "
+        f"media_kind, ({verify}) AS verify, history FROM {table} WHERE {where}"
+    )
+
+
+#: Rows in the report that the catalog lacks, holds deleted, or holds differently (the
+#: same rule as `syncd.diff.differs`).
+UPSERTS = """
+SELECT r.key, r.size, r.mtime, r.etag, r.version, r.content_type, r.metageneration,
+       i.key IS NOT NULL AND NOT i.deleted AS known
+FROM report r LEFT JOIN items i ON i.key = r.key
+WHERE i.key IS NULL OR i.deleted OR i.verify
+   OR r.size IS DISTINCT FROM i.size OR r.version IS DISTINCT FROM i.version
+   OR CASE WHEN r.etag IS NOT NULL AND i.etag IS NOT NULL THEN r.etag <> i.etag
+           ELSE r.mtime IS DISTINCT FROM i.mtime OR r.etag IS DISTINCT FROM i.etag END
+ORDER BY r.key
+"""
+#: Live catalog rows the report lacks, untouched since the report's as-of change.
+DELETES = f"""
+SELECT {", ".join("i." + c.strip() for c in ITEM_COLUMNS.split(","))}
+FROM items i ANTI JOIN report r ON r.key = i.key
+WHERE NOT i.deleted AND i.change_id <= $asof
+ORDER BY i.key
+"""
+
+
+def batches(
+    con: Any, sql: str, params: dict[str, Any] | None, size: int
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows of `sql`, in lists of up to `size`."""
+    try:
+        cursor = con.execute(sql, params or {})
+        while True:
+            rows = cursor.fetchmany(size)
+            if not rows:
+                return
+            yield rows
+    except Exception as exc:
+        if type(exc).__module__.startswith("duckdb"):
+            raise SyncdError(f"inventory merge: {exc}") from None
+        raise

@@ -1,0 +1,272 @@
+"""Reconcile a driver from its newest inventory report: zero LIST calls on the bucket.
+
+As-of semantics: a report is true as of the time it was taken. Its rows are written through
+the same guarded writes as a listing's, with the guard at the last change made before that
+time minus `inventory.margin`: an item an event touched since then keeps what the event
+said (no resurrection of a file deleted after the report, no rollback of a newer version),
+and only items untouched since then may be deleted, within `max_delete`. A report that is
+incomplete, fails its checksum, or is older than the last one applied writes nothing and
+says why; the events since close the gap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from syncd.catalog.types import Catalog, CatalogRow, Fence, ItemWrite, Op, RunCounts, RunStatus
+from syncd.config import Config, Driver, MaxDelete
+from syncd.errors import CatalogError, LeaseLost, Stopped, SyncdError
+from syncd.inventory import engine
+from syncd.inventory.reports import InventoryError, Report, latest_report
+from syncd.logs import scrub
+from syncd.reconcile import (
+    BATCH_SIZE,
+    PLAN_LIMIT,
+    PlannedChange,
+    Progress,
+    RunWriter,
+    SyncResult,
+    finish_result,
+    item_state,
+    tombstone,
+)
+from syncd.storage import key_filter, open_store
+from syncd.storage.types import ObjectInfo, Store
+
+log = structlog.get_logger(__name__)
+
+
+def inventory_store(config: Config, driver: Driver) -> Store:
+    """The store the driver's reports are delivered to (through the driver's integration)."""
+    assert driver.inventory is not None
+    where = driver.model_copy(
+        update={
+            "name": f"{driver.name}.inventory",
+            "bucket": driver.inventory.bucket,
+            "prefix": driver.inventory.prefix,
+            "versioned": False,
+            "fan_out": 1,
+        }
+    )
+    return open_store(where, config.integration(driver.integration), config.base_dir)
+
+
+def reconcile_inventory(
+    catalog: Catalog,
+    config: Config,
+    *,
+    dataset: str,
+    driver: Driver,
+    provider: str,
+    dry_run: bool = False,
+    max_delete: MaxDelete | None = None,
+    progress: Progress | None = None,
+    plan_limit: int | None = PLAN_LIMIT,
+    fence: Fence | None = None,
+    stop: threading.Event | None = None,
+    on_start: Callable[[int], None] | None = None,
+    reports: Store | None = None,
+) -> SyncResult:
+    """Like `syncd.reconcile.reconcile`, from the newest report instead of a listing."""
+    assert driver.inventory is not None
+    started = time.monotonic()
+    counts = RunCounts()
+    result = SyncResult(dataset, driver.name, RunStatus.RUNNING, counts, dry_run=dry_run)
+    limit = max_delete or driver.max_delete
+    writer: RunWriter | None = None
+    if dry_run:
+        dataset_id = catalog.find_id("dataset", dataset)
+        driver_id = catalog.find_id("driver", driver.name)
+    else:
+        dataset_id = catalog.dataset_id(dataset)
+        driver_id = catalog.driver_id(driver.name, provider, driver.bucket, driver.prefix)
+        result.run_id = catalog.begin_run(
+            dataset_id, driver_id, watermark=catalog.last_change_id(), takeover=fence is not None
+        )
+        if on_start is not None:
+            on_start(result.run_id)
+    bound = log.bind(dataset=dataset, driver=driver.name, run_id=result.run_id, dry_run=dry_run)
+    bound.info("sync started", provider=provider, listing="inventory", bucket=driver.bucket)
+    try:
+        store = reports or inventory_store(config, driver)
+        report = latest_report(store, driver.inventory, provider)
+        problem = report.problem
+        if problem is None and driver_id is not None:
+            applied = catalog.inventory_applied(driver_id)
+            if applied is not None and report.taken_at < applied[0]:
+                problem = (
+                    f"it is older than the report applied last ({applied[1]}); the newer one stands"
+                )
+        if problem is not None:
+            return finish_result(
+                catalog,
+                result,
+                RunStatus.ABORTED,
+                f"inventory report {report.manifest} not used: {problem}; nothing written",
+                started,
+                bound,
+            )
+        asof = catalog.change_id_at(report.taken_at - driver.inventory.margin)
+        if not dry_run:
+            assert driver_id is not None and dataset_id is not None and result.run_id
+            writer = RunWriter(catalog, dataset_id, driver_id, result.run_id, asof, fence)
+        with tempfile.TemporaryDirectory(prefix="syncd-inventory-") as tmp:
+            status, reason = _merge(
+                catalog,
+                store,
+                report,
+                driver,
+                provider,
+                Path(tmp),
+                (dataset_id, driver_id),
+                asof,
+                writer,
+                result,
+                limit,
+                progress,
+                plan_limit,
+                stop,
+            )
+        if status is RunStatus.SUCCEEDED and writer is not None and driver_id is not None:
+            catalog.save_inventory_applied(driver_id, report.taken_at, report.manifest)
+    except (LeaseLost, Stopped) as exc:
+        result.error_kind = "transient"
+        return finish_result(catalog, result, RunStatus.INTERRUPTED, str(exc), started, bound)
+    except CatalogError as exc:
+        result.error_kind = "transient" if exc.transient else "permanent"
+        return finish_result(catalog, result, RunStatus.FAILED, str(exc), started, bound)
+    except (SyncdError, OSError) as exc:
+        result.error_kind = "transient" if getattr(exc, "transient", False) else "permanent"
+        why = f"inventory report failed: {exc}"
+        return finish_result(catalog, result, RunStatus.ABORTED, why, started, bound)
+    except BaseException as exc:
+        if result.run_id is not None:
+            interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
+            status = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
+            why = "interrupted (signal or Ctrl-C)" if interrupted else f"crashed: {exc!r}"
+            with contextlib.suppress(Exception):
+                catalog.finish_run(result.run_id, status, None, result.errors, scrub(why))
+        raise
+    return finish_result(catalog, result, status, reason, started, bound)
+
+
+def _merge(
+    catalog: Catalog,
+    store: Store,
+    report: Report,
+    driver: Driver,
+    provider: str,
+    tmp: Path,
+    ids: tuple[int | None, int | None],
+    asof: int,
+    writer: RunWriter | None,
+    result: SyncResult,
+    limit: MaxDelete,
+    progress: Progress | None,
+    plan_limit: int | None,
+    stop: threading.Event | None,
+) -> tuple[RunStatus, str | None]:
+    assert driver.inventory is not None
+    counts = result.counts
+    paths = engine.download(store, report, tmp)
+    con = engine.connect(tmp, driver.inventory.memory_limit)
+    try:
+        engine.report_relation(
+            con,
+            report,
+            paths,
+            tmp,
+            prefix=driver.prefix,
+            bucket=driver.bucket,
+            versioned=driver.versioned,
+        )
+        engine.catalog_relation(con, catalog, *ids)
+        keys = key_filter(driver)
+        listed = int(con.execute("SELECT count(*) FROM report").fetchone()[0])
+        live = int(con.execute("SELECT count(*) FROM items WHERE NOT deleted").fetchone()[0])
+        gcs_token = _gcs_token() if provider == "gcs" else None
+        planned = 0
+        for rows in engine.batches(con, engine.UPSERTS, None, BATCH_SIZE):
+            writes = []
+            for key, size, mtime, etag, version, content_type, metageneration, known in rows:
+                if not keys.accepts(key):
+                    counts.skipped += 1
+                    continue
+                token = gcs_token(version, metageneration) if gcs_token else None
+                info = ObjectInfo(key, int(size), float(mtime), etag, version, content_type, token)
+                writes.append(ItemWrite(Op.UPDATED if known else Op.ADDED, item_state(info)))
+            planned += len(writes)
+            _apply(writer, writes, result, plan_limit, progress, stop)
+        counts.listed = listed
+        counts.unchanged = max(0, listed - planned - counts.skipped)
+        held = int(
+            con.execute(
+                "SELECT count(*) FROM items i ANTI JOIN report r ON r.key = i.key "
+                "WHERE NOT i.deleted AND i.change_id <= $asof",
+                {"asof": asof},
+            ).fetchone()[0]
+        )
+        if held == 0:
+            return RunStatus.SUCCEEDED, None
+        if not driver.allow_external_delete:
+            counts.skipped += held
+            return RunStatus.SUCCEEDED, None
+        if listed == 0:
+            return RunStatus.ABORTED, (
+                f"inventory report {report.manifest} lists nothing under "
+                f"{driver.bucket}/{driver.prefix} but {held} items are live; deleting nothing"
+            )
+        exceeded = limit.exceeded(held, live)
+        if exceeded:
+            return RunStatus.ABORTED, f"{exceeded}; deleting nothing (raise max_delete to allow)"
+        at = time.time()
+        for rows in engine.batches(con, engine.DELETES, {"asof": asof}, BATCH_SIZE):
+            writes = [ItemWrite(Op.DELETED, tombstone(CatalogRow._make(r), at)) for r in rows]
+            _apply(writer, writes, result, plan_limit, progress, stop)
+        return RunStatus.SUCCEEDED, None
+    finally:
+        con.close()
+
+
+def _apply(
+    writer: RunWriter | None,
+    writes: list[ItemWrite],
+    result: SyncResult,
+    plan_limit: int | None,
+    progress: Progress | None,
+    stop: threading.Event | None,
+) -> None:
+    if stop is not None and stop.is_set():
+        raise Stopped("stopped between batches")
+    if not writes:
+        return
+    if writer is None:
+        for write in writes:
+            if write.op is Op.ADDED:
+                result.counts.added += 1
+            elif write.op is Op.UPDATED:
+                result.counts.updated += 1
+            else:
+                result.counts.deleted += 1
+        room = len(writes) if plan_limit is None else max(0, plan_limit - len(result.plan))
+        result.plan.extend(PlannedChange(w.op, w.state.key, w.state.size) for w in writes[:room])
+    else:
+        writer.apply(writes, result.counts)
+    if progress is not None:
+        progress(result.counts)
+
+
+def _gcs_token() -> Callable[[str | None, str | None], str | None]:
+    from syncd.storage.gcs import order_token
+
+    return order_token
+
+
+__all__ = ["InventoryError", "reconcile_inventory"]

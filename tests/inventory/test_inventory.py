@@ -1,0 +1,309 @@
+"""`listing: inventory` against reports delivered to moto, fake-gcs-server and Azurite in
+each provider's layout, on SQLite and PostgreSQL catalogs: the same items as a listing,
+keys byte-exact, events newer than a report win, and a report that cannot be trusted
+writes nothing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from syncd.catalog import open_catalog
+from syncd.catalog.types import RunStatus
+from syncd.config import Config, parse_config
+from syncd.events.apply import EventApplier
+from syncd.events.types import EventKind, Message, ObjectEvent
+from syncd.project import Project
+from syncd.reconcile import SyncResult
+from syncd.storage.types import ObjectInfo, Store
+from tests.conftest import NASTY_KEYS
+from tests.inventory.layouts import azure_inventory, gcs_inventory, s3_inventory
+from tests.peers import Peer
+from tests.storage.conftest import Bucket, azure_bucket, gcs_bucket, s3_bucket
+from tests.storage.throttle_proxy import throttling_proxy
+
+PREFIX = {"s3": "inventory/source/daily/", "gcs": "reports/", "azure": ""}
+RULE = "daily-rule"
+
+
+@dataclass
+class Setup:
+    kind: str
+    source: Bucket
+    reports: Bucket
+    catalog_url: str
+    base: Path
+    endpoint: str | None = None
+
+    @property
+    def src(self) -> Store:
+        return self.source.open()
+
+    @property
+    def dst(self) -> Store:
+        return self.reports.open()
+
+    def config(self, **inventory: Any) -> Config:
+        integration = self.source.integration.model_dump(mode="json", exclude_none=True)
+        if self.endpoint is not None:
+            integration["endpoint_url"] = self.endpoint
+        block: dict[str, Any] = {"bucket": self.reports.bucket, "prefix": PREFIX[self.kind]}
+        if self.kind == "azure":
+            block["rule"] = RULE
+        block.update(inventory)
+        name = integration["name"]
+        data = {
+            "catalog": self.catalog_url,
+            "integrations": [integration],
+            "drivers": [
+                {"name": "listed", "integration": name, "bucket": self.source.bucket},
+                {
+                    "name": "inv",
+                    "integration": name,
+                    "bucket": self.source.bucket,
+                    "listing": "inventory",
+                    "inventory": block,
+                },
+            ],
+            "datasets": [
+                {"name": "by-listing", "drivers": ["listed"]},
+                {"name": "by-inventory", "drivers": ["inv"]},
+            ],
+        }
+        return parse_config(yaml.safe_dump(data), base_dir=self.base)
+
+    def sync(self, dataset: str, **inventory: Any) -> SyncResult:
+        project = Project(self.config(**inventory))
+        try:
+            (result,) = project.sync(dataset).results
+        finally:
+            project.close()
+        return result
+
+    def listing(self) -> list[ObjectInfo]:
+        return [o for o in self.src.list() if isinstance(o, ObjectInfo)]
+
+    def deliver(self, taken_at: float | None = None, **options: Any) -> str:
+        """A report of the source bucket as it is now, delivered the provider's way."""
+        objects = self.listing()
+        taken = time.time() if taken_at is None else taken_at
+        if self.kind == "s3":
+            return s3_inventory(
+                self.dst, PREFIX["s3"], self.source.bucket, objects, taken_at=taken, **options
+            )
+        if self.kind == "gcs":
+            return gcs_inventory(
+                self.dst, PREFIX["gcs"], self.source.bucket, objects, taken_at=taken, **options
+            )
+        return azure_inventory(
+            self.dst, self.source.bucket, RULE, objects, taken_at=taken, **options
+        )
+
+    def items(self, dataset: str) -> dict[str, tuple[Any, ...]]:
+        catalog = open_catalog(self.catalog_url)
+        try:
+            return {
+                i.key: (i.size, i.etag, i.version, i.content_type, i.media_kind, round(i.mtime, 3))
+                for i in catalog.items(dataset)
+            }
+        finally:
+            catalog.close()
+
+
+@pytest.fixture
+def setup_for(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    catalog_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[[str], Setup]:
+    def make(kind: str) -> Setup:
+        if kind == "s3":
+            moto: Peer = request.getfixturevalue("moto")
+            return Setup(
+                kind, s3_bucket(moto, tmp_path), s3_bucket(moto, tmp_path), catalog_url, tmp_path
+            )
+        if kind == "gcs":
+            peer: Peer = request.getfixturevalue("gcs_peer")
+            return Setup(
+                kind, gcs_bucket(peer, tmp_path), gcs_bucket(peer, tmp_path), catalog_url, tmp_path
+            )
+        peer = request.getfixturevalue("azurite_peer")
+        return Setup(
+            kind,
+            azure_bucket(peer, tmp_path, monkeypatch),
+            azure_bucket(peer, tmp_path, monkeypatch),
+            catalog_url,
+            tmp_path,
+        )
+
+    return make
+
+
+def fill(store: Store, keys: list[str]) -> None:
+    for n, key in enumerate(keys):
+        content_type = "image/png" if key.endswith(".png") else None
+        store.put(key, f"object {n} {key}".encode(), content_type)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("kind", "fmt"),
+    [("s3", "CSV"), ("s3", "Parquet"), ("s3", "ORC"), ("gcs", None), ("azure", None)],
+    ids=["s3-csv", "s3-parquet", "s3-orc", "gcs", "azure"],
+)
+def test_a_report_gives_the_items_a_listing_gives(
+    setup_for: Callable[[str], Setup], kind: str, fmt: str | None
+) -> None:
+    setup = setup_for(kind)
+    fill(setup.src, [*NASTY_KEYS, "photos/cat.jpg", "photos/dog.png", "notes.txt"])
+    if fmt:
+        setup.deliver(fmt=fmt)
+    else:
+        setup.deliver()
+    listed = setup.sync("by-listing")
+    from_report = setup.sync("by-inventory")
+    assert listed.status == from_report.status == RunStatus.SUCCEEDED, from_report.reason
+    assert from_report.counts.added == listed.counts.added == len(NASTY_KEYS) + 3
+    assert setup.items("by-inventory") == setup.items("by-listing")
+    again = setup.sync("by-inventory")
+    assert (again.counts.added, again.counts.updated, again.counts.deleted) == (0, 0, 0)
+    assert again.counts.unchanged == len(NASTY_KEYS) + 3
+
+
+def test_no_list_call_reaches_the_source_bucket(
+    setup_for: Callable[[str], Setup], moto: Peer
+) -> None:
+    setup = setup_for("s3")
+    fill(setup.src, ["a.jpg", "b.jpg"])
+    setup.deliver()
+    with throttling_proxy(moto.url, every=0) as (url, seen):
+        setup.endpoint = url
+        result = setup.sync("by-inventory")
+    assert result.status == RunStatus.SUCCEEDED and result.counts.added == 2
+    assert seen.requests, "the reports were read through the proxy"
+    assert [p for _, p in seen.requests if p.startswith(f"/{setup.source.bucket}")] == []
+
+
+def apply_events(setup: Setup, events: list[ObjectEvent]) -> None:
+    catalog = open_catalog(setup.catalog_url)
+    try:
+        result = EventApplier(catalog, setup.config()).apply([Message("m", "test", "{}", events)])
+        assert result.applied, result
+    finally:
+        catalog.close()
+
+
+def test_events_newer_than_a_report_are_kept(setup_for: Callable[[str], Setup]) -> None:
+    setup = setup_for("s3")
+    fill(setup.src, ["a.jpg", "b.jpg", "d.jpg"])
+    setup.deliver(taken_at=time.time() - 7200)
+    assert setup.sync("by-inventory", margin="0s").counts.added == 3
+    # Taken before what happens next, delivered after it.
+    taken = time.time()
+    stale = setup.listing()
+    time.sleep(0.05)
+    setup.src.delete("b.jpg")  # type: ignore[attr-defined]
+    fill(setup.src, ["c.jpg"])
+    now = time.time()
+    apply_events(
+        setup,
+        [
+            ObjectEvent(EventKind.DELETED, "s3", setup.source.bucket, "b.jpg", now, "00A1"),
+            ObjectEvent(EventKind.CREATED, "s3", setup.source.bucket, "c.jpg", now, "00A2", 8, "e"),
+        ],
+    )
+    s3_inventory(setup.dst, PREFIX["s3"], setup.source.bucket, stale, taken_at=taken)
+    old = setup.sync("by-inventory", margin="0s")
+    assert old.status == RunStatus.SUCCEEDED
+    # b.jpg is not brought back and c.jpg is not deleted: the events are newer.
+    assert set(setup.items("by-inventory")) == {"a.jpg", "c.jpg", "d.jpg"}
+    assert old.counts.deleted == 0 and old.counts.skipped == 1
+
+    # A later report knows more: d.jpg went without an event; it is deleted now.
+    setup.src.delete("d.jpg")  # type: ignore[attr-defined]
+    setup.deliver(taken_at=time.time() + 60)
+    newer = setup.sync("by-inventory", margin="0s", **{})
+    assert newer.counts.deleted == 1
+    assert set(setup.items("by-inventory")) == {"a.jpg", "c.jpg"}
+    # With the default margin (an hour), a report this fresh deletes nothing yet.
+    fill(setup.src, ["e.jpg"])
+    setup.src.delete("a.jpg")  # type: ignore[attr-defined]
+    setup.deliver(taken_at=time.time() + 120)
+    cautious = setup.sync("by-inventory")
+    assert cautious.counts.deleted == 0 and "a.jpg" in setup.items("by-inventory")
+    assert cautious.counts.added == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "damage", "why"),
+    [
+        ("s3", {"checksum": "0" * 32}, "but the manifest's MD5 is"),
+        ("s3", {"damage_data": True}, "the report is damaged"),
+        ("gcs", {"drop_shard": True}, "is missing"),
+        ("azure", {"status": "Failed"}, "status is 'Failed', not 'Succeeded'"),
+        ("azure", {"checksum": False}, "is missing: the report is not complete"),
+    ],
+    ids=["s3-checksum", "s3-data-md5", "gcs-missing-shard", "azure-failed-run", "azure-unfinished"],
+)
+def test_a_report_that_cannot_be_trusted_writes_nothing(
+    setup_for: Callable[[str], Setup], kind: str, damage: dict[str, Any], why: str
+) -> None:
+    setup = setup_for(kind)
+    fill(setup.src, ["a.jpg", "b.jpg", "c.jpg"])
+    setup.deliver(taken_at=time.time() - 7200)
+    assert setup.sync("by-inventory", margin="0s").counts.added == 3
+    before = setup.items("by-inventory")
+    setup.src.delete("a.jpg")  # type: ignore[attr-defined]
+    fill(setup.src, ["new.jpg"])
+    setup.deliver(taken_at=time.time() + 60, **damage)
+    result = setup.sync("by-inventory", margin="0s")
+    assert result.status == RunStatus.ABORTED and why in (result.reason or "")
+    assert "nothing written" in (result.reason or "") or "failed" in (result.reason or "")
+    assert setup.items("by-inventory") == before
+
+
+def test_an_older_report_than_the_last_applied_writes_nothing(
+    setup_for: Callable[[str], Setup],
+) -> None:
+    setup = setup_for("s3")
+    fill(setup.src, ["a.jpg", "b.jpg"])
+    setup.deliver(taken_at=time.time() - 3600)
+    assert setup.sync("by-inventory", margin="0s").status == RunStatus.SUCCEEDED
+    setup.src.delete("a.jpg")  # type: ignore[attr-defined]
+    # The driver now points at another configuration's reports, whose newest is older.
+    weekly = "inventory/source/weekly/"
+    s3_inventory(
+        setup.dst, weekly, setup.source.bucket, setup.listing(), taken_at=time.time() - 86400
+    )
+    result = setup.sync("by-inventory", margin="0s", prefix=weekly)
+    assert result.status == RunStatus.ABORTED
+    assert "older than the report applied last" in (result.reason or "")
+    assert set(setup.items("by-inventory")) == {"a.jpg", "b.jpg"}
+
+
+def test_max_delete_and_dry_run_hold_for_reports(setup_for: Callable[[str], Setup]) -> None:
+    setup = setup_for("s3")
+    fill(setup.src, [f"k{n}.jpg" for n in range(10)])
+    setup.deliver(taken_at=time.time() - 7200)
+    assert setup.sync("by-inventory", margin="0s").counts.added == 10
+    for n in range(6):
+        setup.src.delete(f"k{n}.jpg")  # type: ignore[attr-defined]
+    setup.deliver(taken_at=time.time() + 60)
+    stopped = setup.sync("by-inventory", margin="0s")
+    assert stopped.status == RunStatus.ABORTED and "deleting nothing" in (stopped.reason or "")
+    assert len(setup.items("by-inventory")) == 10
+    project = Project(setup.config(margin="0s"))
+    try:
+        (planned,) = project.sync("by-inventory", dry_run=True, max_delete="100%").results
+    finally:
+        project.close()
+    assert planned.counts.deleted == 6 and {p.key for p in planned.plan} == {
+        f"k{n}.jpg" for n in range(6)
+    }
+    assert len(setup.items("by-inventory")) == 10
