@@ -394,7 +394,7 @@ class Inventory(_Model):
     margin: Delay = 3600.0
     #: What DuckDB may hold in memory; the rest spills to a temporary folder.
     memory_limit: str = Field(
-        default="1GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
+        default="512MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
     )
 
     @field_validator("prefix")

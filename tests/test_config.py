@@ -770,13 +770,14 @@ def test_inventory_listing_is_checked() -> None:
     config = parse_config(INVENTORY.format(integration="aws", block=good))
     inventory = config.driver("a").inventory
     assert inventory is not None and inventory.prefix == "inv/b/daily/"
-    assert inventory.margin == 1800 and inventory.memory_limit == "1GB"
+    assert inventory.margin == 1800 and inventory.memory_limit == "512MB"
     assert "needs an `inventory:` block" in errors(INVENTORY.format(integration="aws", block=""))[0]
     assert errors(INVENTORY.format(integration="disk", block=good)) == [
         "cfg.yaml:6:54: drivers[0].listing: a local folder has no inventory reports"
     ]
-    assert "Azure Blob Inventory needs the rule's name" in (
-        errors(INVENTORY.format(integration="az", block=good))[0]
+    assert (
+        "Azure Blob Inventory needs the rule's name"
+        in (errors(INVENTORY.format(integration="az", block=good))[0])
     )
     bad_memory = good.replace("margin: 30m", "memory_limit: lots")
     assert "memory_limit" in errors(INVENTORY.format(integration="aws", block=bad_memory))[0]

@@ -20,10 +20,6 @@ from syncd.storage.types import Store
 
 #: Bytes read per request when a data file is copied to the local folder DuckDB reads.
 CHUNK = 8 * 2**20
-ITEM_COLUMNS = (
-    "key, size, mtime, etag, version, deleted, change_id, order_token, observed_at, "
-    "content_type, media_kind, verify, history"
-)
 _NAME = re.compile(r"[^a-z0-9]")
 #: Which report column gives each field, by normalized name (lower case, letters and digits).
 FIELDS: dict[str, tuple[str, ...]] = {
@@ -294,25 +290,30 @@ def catalog_relation(
     )
 
 
-#: Rows in the report that the catalog lacks, holds deleted, or holds differently (the
-#: same rule as `syncd.diff.differs`).
+#: One pass over the report and the catalog's rows: what differs (the same rule as
+#: `syncd.diff.differs`), and the live rows the report lacks that nothing touched since the
+#: report's as-of change. Only these rows are kept; a no-op keeps none.
+DIFF = """
+CREATE OR REPLACE TEMP TABLE diff AS
+SELECT coalesce(r.key, i.key) AS key, r.size, r.mtime, r.etag, r.version, r.content_type,
+       r.metageneration,
+       CASE WHEN r.key IS NULL THEN 'delete'
+            WHEN i.key IS NULL OR i.deleted THEN 'add' ELSE 'update' END AS op
+FROM report r
+FULL OUTER JOIN (SELECT key, size, mtime, etag, version, deleted, change_id, verify FROM items) i
+  ON i.key = r.key
+WHERE (r.key IS NULL AND NOT i.deleted AND i.change_id <= $asof)
+   OR (r.key IS NOT NULL AND (
+        i.key IS NULL OR i.deleted OR i.verify
+        OR r.size IS DISTINCT FROM i.size OR r.version IS DISTINCT FROM i.version
+        OR CASE WHEN r.etag IS NOT NULL AND i.etag IS NOT NULL THEN r.etag <> i.etag
+                ELSE r.mtime IS DISTINCT FROM i.mtime OR r.etag IS DISTINCT FROM i.etag END))
+"""
 UPSERTS = """
-SELECT r.key, r.size, r.mtime, r.etag, r.version, r.content_type, r.metageneration,
-       i.key IS NOT NULL AND NOT i.deleted AS known
-FROM report r LEFT JOIN items i ON i.key = r.key
-WHERE i.key IS NULL OR i.deleted OR i.verify
-   OR r.size IS DISTINCT FROM i.size OR r.version IS DISTINCT FROM i.version
-   OR CASE WHEN r.etag IS NOT NULL AND i.etag IS NOT NULL THEN r.etag <> i.etag
-           ELSE r.mtime IS DISTINCT FROM i.mtime OR r.etag IS DISTINCT FROM i.etag END
-ORDER BY r.key
+SELECT key, size, mtime, etag, version, content_type, metageneration, op = 'update'
+FROM diff WHERE op <> 'delete' ORDER BY key
 """
-#: Live catalog rows the report lacks, untouched since the report's as-of change.
-DELETES = f"""
-SELECT {", ".join("i." + c.strip() for c in ITEM_COLUMNS.split(","))}
-FROM items i ANTI JOIN report r ON r.key = i.key
-WHERE NOT i.deleted AND i.change_id <= $asof
-ORDER BY i.key
-"""
+DELETES = "SELECT key FROM diff WHERE op = 'delete' ORDER BY key"
 
 
 def batches(

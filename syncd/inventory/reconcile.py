@@ -20,7 +20,16 @@ from pathlib import Path
 
 import structlog
 
-from syncd.catalog.types import Catalog, CatalogRow, Fence, ItemWrite, Op, RunCounts, RunStatus
+from syncd.catalog.types import (
+    Catalog,
+    Fence,
+    Item,
+    ItemState,
+    ItemWrite,
+    Op,
+    RunCounts,
+    RunStatus,
+)
 from syncd.config import Config, Driver, MaxDelete
 from syncd.errors import CatalogError, LeaseLost, Stopped, SyncdError
 from syncd.inventory import engine
@@ -35,7 +44,6 @@ from syncd.reconcile import (
     SyncResult,
     finish_result,
     item_state,
-    tombstone,
 )
 from syncd.storage import key_filter, open_store
 from syncd.storage.types import ObjectInfo, Store
@@ -189,8 +197,9 @@ def _merge(
         )
         engine.catalog_relation(con, catalog, *ids)
         keys = key_filter(driver)
+        con.execute(engine.DIFF, {"asof": asof})
         listed = int(con.execute("SELECT count(*) FROM report").fetchone()[0])
-        live = int(con.execute("SELECT count(*) FROM items WHERE NOT deleted").fetchone()[0])
+        held = int(con.execute("SELECT count(*) FROM diff WHERE op = 'delete'").fetchone()[0])
         gcs_token = _gcs_token() if provider == "gcs" else None
         planned = 0
         for rows in engine.batches(con, engine.UPSERTS, None, BATCH_SIZE):
@@ -200,19 +209,14 @@ def _merge(
                     counts.skipped += 1
                     continue
                 token = gcs_token(version, metageneration) if gcs_token else None
-                info = ObjectInfo(key, int(size), float(mtime), etag, version, content_type, token)
+                info = ObjectInfo(
+                    key, int(size), float(mtime or 0.0), etag, version, content_type, token
+                )
                 writes.append(ItemWrite(Op.UPDATED if known else Op.ADDED, item_state(info)))
             planned += len(writes)
             _apply(writer, writes, result, plan_limit, progress, stop)
         counts.listed = listed
         counts.unchanged = max(0, listed - planned - counts.skipped)
-        held = int(
-            con.execute(
-                "SELECT count(*) FROM items i ANTI JOIN report r ON r.key = i.key "
-                "WHERE NOT i.deleted AND i.change_id <= $asof",
-                {"asof": asof},
-            ).fetchone()[0]
-        )
         if held == 0:
             return RunStatus.SUCCEEDED, None
         if not driver.allow_external_delete:
@@ -223,12 +227,18 @@ def _merge(
                 f"inventory report {report.manifest} lists nothing under "
                 f"{driver.bucket}/{driver.prefix} but {held} items are live; deleting nothing"
             )
+        live = int(con.execute("SELECT count(*) FROM items WHERE NOT deleted").fetchone()[0])
         exceeded = limit.exceeded(held, live)
         if exceeded:
             return RunStatus.ABORTED, f"{exceeded}; deleting nothing (raise max_delete to allow)"
         at = time.time()
-        for rows in engine.batches(con, engine.DELETES, {"asof": asof}, BATCH_SIZE):
-            writes = [ItemWrite(Op.DELETED, tombstone(CatalogRow._make(r), at)) for r in rows]
+        for rows in engine.batches(con, engine.DELETES, None, BATCH_SIZE):
+            current = catalog.rows_of(result.dataset, driver.name, [r[0] for r in rows])
+            writes = [
+                ItemWrite(Op.DELETED, _tombstone(current[key], at))
+                for (key,) in rows
+                if key in current and not current[key].deleted
+            ]
             _apply(writer, writes, result, plan_limit, progress, stop)
         return RunStatus.SUCCEEDED, None
     finally:
@@ -261,6 +271,21 @@ def _apply(
         writer.apply(writes, result.counts)
     if progress is not None:
         progress(result.counts)
+
+
+def _tombstone(item: Item, at: float) -> ItemState:
+    return ItemState(
+        key=item.key,
+        size=item.size,
+        mtime=item.mtime,
+        etag=item.etag,
+        version=item.version,
+        content_type=item.content_type,
+        media_kind=item.media_kind,
+        order_token=item.order_token,
+        observed_at=at,
+        deleted=True,
+    )
 
 
 def _gcs_token() -> Callable[[str | None, str | None], str | None]:

@@ -7,8 +7,8 @@ from typing import Any
 
 from syncd.catalog.types import Item
 from syncd.config import Config, LabelStudioTarget
-from syncd.errors import SyncdError
-from syncd.manifest.build import Sources
+from syncd.errors import ConfigError, SyncdError
+from syncd.manifest.build import ManifestError, Sources
 from syncd.push.labelstudio import Storage
 
 #: Label config object tags that show each media kind, best first.
@@ -97,7 +97,11 @@ class TaskShaper:
         return self._storage_scheme[driver_name]
 
     def data(self, item: Item) -> dict[str, Any]:
-        return {self.data_key(item): self.url(item)}
+        try:
+            return {self.data_key(item): self.url(item)}
+        except (ConfigError, ManifestError) as exc:
+            # Items of a driver since removed from the config have no store to point at.
+            raise ItemNotShown(f"item {item.driver}:{item.key}: {exc}") from None
 
     def meta(self, item: Item, *, changed: bool = False, deleted: bool = False) -> dict[str, Any]:
         meta: dict[str, Any] = {"syncd": identity(item)}

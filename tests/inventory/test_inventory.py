@@ -23,10 +23,13 @@ from syncd.project import Project
 from syncd.reconcile import SyncResult
 from syncd.storage.types import ObjectInfo, Store
 from tests.conftest import NASTY_KEYS
+from tests.daemon.conftest import Daemons, daemons
 from tests.inventory.layouts import azure_inventory, gcs_inventory, s3_inventory
 from tests.peers import Peer
 from tests.storage.conftest import Bucket, azure_bucket, gcs_bucket, s3_bucket
 from tests.storage.throttle_proxy import throttling_proxy
+
+__all__ = ["daemons"]
 
 PREFIX = {"s3": "inventory/source/daily/", "gcs": "reports/", "azure": ""}
 RULE = "daily-rule"
@@ -50,6 +53,9 @@ class Setup:
         return self.reports.open()
 
     def config(self, **inventory: Any) -> Config:
+        return parse_config(yaml.safe_dump(self.data(**inventory)), base_dir=self.base)
+
+    def data(self, **inventory: Any) -> dict[str, Any]:
         integration = self.source.integration.model_dump(mode="json", exclude_none=True)
         if self.endpoint is not None:
             integration["endpoint_url"] = self.endpoint
@@ -76,7 +82,7 @@ class Setup:
                 {"name": "by-inventory", "drivers": ["inv"]},
             ],
         }
-        return parse_config(yaml.safe_dump(data), base_dir=self.base)
+        return data
 
     def sync(self, dataset: str, **inventory: Any) -> SyncResult:
         project = Project(self.config(**inventory))
@@ -307,3 +313,24 @@ def test_max_delete_and_dry_run_hold_for_reports(setup_for: Callable[[str], Setu
         f"k{n}.jpg" for n in range(6)
     }
     assert len(setup.items("by-inventory")) == 10
+
+
+def test_the_daemon_reconciles_from_reports_on_its_schedule(
+    setup_for: Callable[[str], Setup], daemons: Daemons
+) -> None:
+    setup = setup_for("s3")
+    fill(setup.src, ["a.jpg", "b.jpg"])
+    setup.deliver()
+    data = setup.data()
+    data["drivers"][1]["schedule"] = {"every": "1h"}
+    data["datasets"] = [{"name": "by-inventory", "drivers": ["inv"]}]
+    config = setup.base / "syncd.yaml"
+    config.write_text(yaml.safe_dump(data))
+    assert daemons.run_once(config) == 0
+    assert set(setup.items("by-inventory")) == {"a.jpg", "b.jpg"}
+    catalog = open_catalog(setup.catalog_url)
+    try:
+        (run,) = catalog.runs("by-inventory")
+    finally:
+        catalog.close()
+    assert run.status == RunStatus.SUCCEEDED and run.counts.added == 2
