@@ -368,20 +368,10 @@ def reconcile(
     limit = max_delete or driver.max_delete
 
     writer: RunWriter | None = None
-    if dry_run:
-        dataset_id = catalog.find_id("dataset", dataset)
-        driver_id = catalog.find_id("driver", driver.name)
-    else:
-        dataset_id = catalog.dataset_id(dataset)
-        driver_id = catalog.driver_id(driver.name, provider, driver.bucket, driver.prefix)
-        watermark = catalog.last_change_id()
-        run_id = catalog.begin_run(
-            dataset_id, driver_id, watermark=watermark, takeover=fence is not None
-        )
-        result.run_id = run_id
-        writer = RunWriter(catalog, dataset_id, driver_id, run_id, watermark, fence)
-        if on_start is not None:
-            on_start(run_id)
+    dataset_id, driver_id, watermark = start_run(catalog, result, driver, provider, fence, on_start)
+    if result.run_id is not None:
+        assert dataset_id is not None and driver_id is not None
+        writer = RunWriter(catalog, dataset_id, driver_id, result.run_id, watermark, fence)
     bound = log.bind(dataset=dataset, driver=driver.name, run_id=result.run_id, dry_run=dry_run)
     bound.info("sync started", provider=provider, bucket=driver.bucket, prefix=driver.prefix)
 
@@ -411,31 +401,64 @@ def reconcile(
         result.errors.extend(merge.unreadable[:MAX_REPORTED])
         result.warnings.extend(merge.warnings[:MAX_REPORTED])
         status, reason = _apply_deletes(merge, driver, limit, result, wall_start)
-    except LeaseLost as exc:
-        result.error_kind = "transient"
-        return finish_result(catalog, result, RunStatus.INTERRUPTED, str(exc), started, bound)
-    except Stopped as exc:
-        result.error_kind = "transient"
-        return finish_result(catalog, result, RunStatus.INTERRUPTED, str(exc), started, bound)
-    except CatalogError as exc:
-        result.error_kind = "transient" if exc.transient else "permanent"
-        return finish_result(catalog, result, RunStatus.FAILED, str(exc), started, bound)
-    except (SyncdError, OSError) as exc:
-        result.error_kind = "transient" if getattr(exc, "transient", False) else "permanent"
-        return finish_result(
-            catalog, result, RunStatus.ABORTED, f"listing failed: {exc}", started, bound
-        )
     except BaseException as exc:
-        if result.run_id is not None:
-            interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
-            status = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
-            why = "interrupted (signal or Ctrl-C)" if interrupted else f"crashed: {exc!r}"
-            with contextlib.suppress(Exception):
-                catalog.finish_run(result.run_id, status, None, result.errors, scrub(why))
-        raise
+        return ended_by(exc, catalog, result, started, bound, "listing failed")
     finally:
         merge.deletes.close()
     return finish_result(catalog, result, status, reason, started, bound)
+
+
+def start_run(
+    catalog: Catalog,
+    result: SyncResult,
+    driver: Driver,
+    provider: str,
+    fence: Fence | None,
+    on_start: Callable[[int], None] | None,
+) -> tuple[int | None, int | None, int]:
+    """The dataset and driver ids (None in a dry run of a pair never synced) and the change
+    watermark; outside a dry run the run is recorded `running` and `result.run_id` set."""
+    if result.dry_run:
+        ids = catalog.find_id("dataset", result.dataset), catalog.find_id("driver", driver.name)
+        return ids[0], ids[1], catalog.last_change_id()
+    dataset_id = catalog.dataset_id(result.dataset)
+    driver_id = catalog.driver_id(driver.name, provider, driver.bucket, driver.prefix)
+    watermark = catalog.last_change_id()
+    result.run_id = catalog.begin_run(
+        dataset_id, driver_id, watermark=watermark, takeover=fence is not None
+    )
+    if on_start is not None:
+        on_start(result.run_id)
+    return dataset_id, driver_id, watermark
+
+
+def ended_by(
+    exc: BaseException,
+    catalog: Catalog,
+    result: SyncResult,
+    started: float,
+    bound: structlog.typing.FilteringBoundLogger,
+    failed: str,
+) -> SyncResult:
+    """The result of a run `exc` ended, recorded in its history. A lost lease or a stop is
+    `interrupted`, a catalog fault `failed`, a source fault `aborted` (`failed: exc`: nothing
+    was deleted). Anything else (Ctrl-C, a bug) is recorded and raised again."""
+    if isinstance(exc, LeaseLost | Stopped):
+        result.error_kind = "transient"
+        return finish_result(catalog, result, RunStatus.INTERRUPTED, str(exc), started, bound)
+    if isinstance(exc, CatalogError):
+        result.error_kind = "transient" if exc.transient else "permanent"
+        return finish_result(catalog, result, RunStatus.FAILED, str(exc), started, bound)
+    if isinstance(exc, SyncdError | OSError):
+        result.error_kind = "transient" if getattr(exc, "transient", False) else "permanent"
+        return finish_result(catalog, result, RunStatus.ABORTED, f"{failed}: {exc}", started, bound)
+    if result.run_id is not None:
+        interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
+        status = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
+        why = "interrupted (signal or Ctrl-C)" if interrupted else f"crashed: {exc!r}"
+        with contextlib.suppress(Exception):
+            catalog.finish_run(result.run_id, status, None, result.errors, scrub(why))
+    raise exc
 
 
 #: Unreadable entries and warnings a run records (the rest are counted).

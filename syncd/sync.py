@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 
 import structlog
 
@@ -74,40 +75,24 @@ def sync_pairs(
     report = SyncReport(dry_run)
     for dataset, driver in pairs:
         provider = config.integration(driver.integration).provider
+        run: Callable[..., SyncResult]
         if driver.listing == "inventory":
             from syncd.inventory.reconcile import reconcile_inventory
 
+            run = partial(reconcile_inventory, catalog, config)
+        else:
             try:
-                with progress_for(dataset, driver) as progress:
-                    report.results.append(
-                        reconcile_inventory(
-                            catalog,
-                            config,
-                            dataset=dataset.name,
-                            driver=driver,
-                            provider=provider,
-                            dry_run=dry_run,
-                            max_delete=max_delete,
-                            progress=progress,
-                            plan_limit=plan_limit,
-                        )
-                    )
-            except RunConflict as exc:
-                report.conflicts.append(Conflict(dataset.name, driver.name, str(exc)))
-            continue
-        try:
-            store = open_for(driver, config)
-        except SyncdError as exc:
-            report.results.append(
-                store_failed(catalog, dataset.name, driver, provider, exc, dry_run=dry_run)
-            )
-            continue
+                store = open_for(driver, config)
+            except SyncdError as exc:
+                report.results.append(
+                    store_failed(catalog, dataset.name, driver, provider, exc, dry_run=dry_run)
+                )
+                continue
+            run = partial(reconcile, catalog, store)
         try:
             with progress_for(dataset, driver) as progress:
                 report.results.append(
-                    reconcile(
-                        catalog,
-                        store,
+                    run(
                         dataset=dataset.name,
                         driver=driver,
                         provider=provider,

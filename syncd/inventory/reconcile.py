@@ -11,7 +11,6 @@ says why; the events since close the gap.
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import threading
 import time
@@ -31,10 +30,9 @@ from syncd.catalog.types import (
     RunStatus,
 )
 from syncd.config import Config, Driver, MaxDelete
-from syncd.errors import CatalogError, LeaseLost, Stopped, SyncdError
+from syncd.errors import Stopped
 from syncd.inventory import engine
 from syncd.inventory.reports import InventoryError, Report, latest_report
-from syncd.logs import scrub
 from syncd.reconcile import (
     BATCH_SIZE,
     PLAN_LIMIT,
@@ -42,8 +40,10 @@ from syncd.reconcile import (
     Progress,
     RunWriter,
     SyncResult,
+    ended_by,
     finish_result,
     item_state,
+    start_run,
 )
 from syncd.storage import key_filter, open_store
 from syncd.storage.types import ObjectInfo, Store
@@ -89,17 +89,7 @@ def reconcile_inventory(
     result = SyncResult(dataset, driver.name, RunStatus.RUNNING, counts, dry_run=dry_run)
     limit = max_delete or driver.max_delete
     writer: RunWriter | None = None
-    if dry_run:
-        dataset_id = catalog.find_id("dataset", dataset)
-        driver_id = catalog.find_id("driver", driver.name)
-    else:
-        dataset_id = catalog.dataset_id(dataset)
-        driver_id = catalog.driver_id(driver.name, provider, driver.bucket, driver.prefix)
-        result.run_id = catalog.begin_run(
-            dataset_id, driver_id, watermark=catalog.last_change_id(), takeover=fence is not None
-        )
-        if on_start is not None:
-            on_start(result.run_id)
+    dataset_id, driver_id, _ = start_run(catalog, result, driver, provider, fence, on_start)
     bound = log.bind(dataset=dataset, driver=driver.name, run_id=result.run_id, dry_run=dry_run)
     bound.info("sync started", provider=provider, listing="inventory", bucket=driver.bucket)
     try:
@@ -144,24 +134,8 @@ def reconcile_inventory(
             )
         if status is RunStatus.SUCCEEDED and writer is not None and driver_id is not None:
             catalog.save_inventory_applied(driver_id, report.taken_at, report.manifest)
-    except (LeaseLost, Stopped) as exc:
-        result.error_kind = "transient"
-        return finish_result(catalog, result, RunStatus.INTERRUPTED, str(exc), started, bound)
-    except CatalogError as exc:
-        result.error_kind = "transient" if exc.transient else "permanent"
-        return finish_result(catalog, result, RunStatus.FAILED, str(exc), started, bound)
-    except (SyncdError, OSError) as exc:
-        result.error_kind = "transient" if getattr(exc, "transient", False) else "permanent"
-        why = f"inventory report failed: {exc}"
-        return finish_result(catalog, result, RunStatus.ABORTED, why, started, bound)
     except BaseException as exc:
-        if result.run_id is not None:
-            interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
-            status = RunStatus.INTERRUPTED if interrupted else RunStatus.FAILED
-            why = "interrupted (signal or Ctrl-C)" if interrupted else f"crashed: {exc!r}"
-            with contextlib.suppress(Exception):
-                catalog.finish_run(result.run_id, status, None, result.errors, scrub(why))
-        raise
+        return ended_by(exc, catalog, result, started, bound, "inventory report failed")
     return finish_result(catalog, result, status, reason, started, bound)
 
 

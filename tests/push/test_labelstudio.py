@@ -18,7 +18,7 @@ import pytest
 from syncd.catalog.types import RunStatus
 from tests.peers import Peer
 from tests.push.conftest import LsProject, PushProject, write_config
-from tests.push.stall_proxy import stalling_proxy
+from tests.push.stall_proxy import refusing_proxy, stalling_proxy
 from tests.storage.throttle_proxy import throttling_proxy
 
 
@@ -213,6 +213,31 @@ def test_wrong_token_and_missing_project_fail_clearly_and_push_nothing(
         assert [r.status for r in catalog.push_runs()] == [RunStatus.FAILED] * 3
     finally:
         catalog.close()
+
+
+def test_a_request_too_large_fails_clearly_and_marks_nothing_pushed(
+    push_project: PushProject,
+) -> None:
+    project, ls = push_project, push_project.ls
+    project.sync()
+    page = b"<html><body><h1>413 Request Entity Too Large</h1></body></html>"
+    with refusing_proxy(ls.server.url, 413, page) as url:
+        write_config(project.root, url, ls.id)
+        done = project.cli("push")
+    assert done.returncode == 1
+    assert "too large (413); lower the target's `batch`" in done.stderr
+    assert ls.tasks() == []
+    catalog = project.catalog()
+    try:
+        state = catalog.push_state("ls")
+        assert state is None or state.pushed_through == 0
+        (run,) = catalog.push_runs()
+        assert run.status is RunStatus.FAILED and run.counts.imported == 0
+    finally:
+        catalog.close()
+    # Nothing was stored, so the next push (a smaller batch, or no proxy) imports it all.
+    write_config(project.root, ls.server.url, ls.id)
+    assert project.push_json()["results"][0]["counts"]["imported"] == 6
 
 
 def test_an_s3_dataset_gets_storage_urls_label_studio_resolves(
