@@ -45,6 +45,28 @@ def _csv(rows: Sequence[Sequence[object]], header: Sequence[str] | None = None) 
     return out.getvalue().encode("utf-8")
 
 
+def _parquet(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> bytes:
+    """Rows as a Parquet file: sizes and generations as integers, Azure's dates as
+    timestamps, the rest as text."""
+    integers = {"size", "Content-Length", "generation", "metageneration"}
+    arrays = {}
+    for index, name in enumerate(columns):
+        values = [row[index] for row in rows]
+        if name in ("Last-Modified", "Creation-Time"):
+            # Azure writes its dates as timestamp_millis in Parquet.
+            stamps = [datetime.fromisoformat(str(v).replace("Z", "+00:00")) for v in values]
+            arrays[name] = pa.array(stamps, pa.timestamp("ms", tz="UTC"))
+        elif name in integers:
+            arrays[name] = pa.array(
+                [int(str(v)) if v not in ("", None) else None for v in values], pa.int64()
+            )
+        else:
+            arrays[name] = pa.array([None if v == "" else str(v) for v in values], pa.string())
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(arrays), buffer)
+    return buffer.getvalue()
+
+
 def s3_inventory(
     dest: Store,
     prefix: str,
@@ -131,8 +153,9 @@ def gcs_inventory(
     shards: int = 2,
     header: bool = True,
     drop_shard: bool = False,
+    parquet: bool = False,
 ) -> str:
-    """Write one GCS inventory report (CSV shards and its manifest) under `prefix`."""
+    """Write one GCS inventory report (CSV or Parquet shards, and its manifest)."""
     config_id = "1a34-f2e456-12b456-1c3d"
     snapshot = datetime.fromtimestamp(taken_at, UTC).strftime("%Y-%m-%dT%H:%M")
     folder = f"{prefix}dt={snapshot}/"
@@ -157,15 +180,21 @@ def gcs_inventory(
                     "STANDARD",
                 )
             )
-        name = f"{config_id}_{snapshot}_{shard}.csv"
+        name = f"{config_id}_{snapshot}_{shard}.{'parquet' if parquet else 'csv'}"
         names.append(name)
         if drop_shard and shard == shards - 1:
             continue
-        dest.put(folder + name, _csv(rows, GCS_FIELDS if header else None))  # type: ignore[attr-defined]
+        data = _parquet(GCS_FIELDS, rows) if parquet else _csv(rows, GCS_FIELDS if header else None)
+        dest.put(folder + name, data)  # type: ignore[attr-defined]
+    options: dict[str, object] = (
+        {"parquetOptions": {}}
+        if parquet
+        else {"csvOptions": {"recordSeparator": "\n", "delimiter": ",", "headerRequired": header}}
+    )
     manifest = {
         "report_config": {
             "name": f"projects/test/locations/us/reportConfigs/{config_id}",
-            "csvOptions": {"recordSeparator": "\n", "delimiter": ",", "headerRequired": header},
+            **options,
             "objectMetadataReportOptions": {
                 "metadataFields": GCS_FIELDS,
                 "storageFilters": {"bucket": source_bucket},
@@ -194,8 +223,9 @@ def azure_inventory(
     taken_at: float,
     status: str = "Succeeded",
     checksum: bool = True,
+    parquet: bool = False,
 ) -> str:
-    """Write one Azure Blob Inventory run of `rule` (CSV, with its manifest)."""
+    """Write one Azure Blob Inventory run of `rule` (CSV or Parquet, with its manifest)."""
     started = datetime.fromtimestamp(taken_at, UTC)
     folder = f"{started:%Y/%m/%d/%H-%M-%S}/{rule}/"
     rows = [
@@ -211,17 +241,18 @@ def azure_inventory(
         )
         for o in objects
     ]
-    data = _csv(rows, AZURE_FIELDS)
-    dest.put(f"{folder}{rule}.csv", data, "text/csv")  # type: ignore[attr-defined]
+    extension = "parquet" if parquet else "csv"
+    data = _parquet(AZURE_FIELDS, rows) if parquet else _csv(rows, AZURE_FIELDS)
+    dest.put(f"{folder}{rule}.{extension}", data)  # type: ignore[attr-defined]
     manifest = {
         "destinationContainer": "inventory",
         "endpoint": "https://testaccount.blob.core.windows.net",
-        "files": [{"blob": f"{folder}{rule}.csv", "size": len(data)}],
+        "files": [{"blob": f"{folder}{rule}.{extension}", "size": len(data)}],
         "inventoryCompletionTime": _iso(taken_at + 600, 0).replace(".Z", "Z"),
         "inventoryStartTime": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "ruleDefinition": {
             "filters": {"blobTypes": ["blockBlob"], "prefixMatch": [f"{source_container}/"]},
-            "format": "Csv",
+            "format": "Parquet" if parquet else "Csv",
             "objectType": "Blob",
             "schedule": "Daily",
             "schemaFields": AZURE_FIELDS,
