@@ -225,9 +225,12 @@ LABEL_STUDIO = PEERS / "labelstudio" / "bin" / "label-studio"
 LABEL_STUDIO_USER = ("syncd@example.com", "syncd-test-password")
 
 
-def label_studio(data_dir: Path, log_dir: Path | None = None) -> Peer:
+def label_studio(
+    data_dir: Path, log_dir: Path | None = None, *, page_size_max: int | None = None
+) -> Peer:
     """A Label Studio server (its own venv, from scripts/setup) with one admin user and a
-    SQLite database in `data_dir`. The first start runs its migrations (about a minute)."""
+    SQLite database in `data_dir`. The first start runs its migrations (about a minute).
+    `page_size_max` caps the task list's page size, as an operator may."""
     if not LABEL_STUDIO.exists():
         raise RuntimeError(f"{LABEL_STUDIO} is missing: run scripts/setup")
     port = free_port()
@@ -256,6 +259,8 @@ def label_studio(data_dir: Path, log_dir: Path | None = None) -> Peer:
         # Tasks point at the loopback peers.
         "SSRF_PROTECTION_ENABLED": "false",
     }
+    if page_size_max is not None:
+        env["TASK_API_PAGE_SIZE_MAX"] = str(page_size_max)
     return start(
         "label-studio", argv, port, ready_path="/health", timeout=240.0, env=env, log_dir=log_dir
     )

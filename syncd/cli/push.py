@@ -87,8 +87,9 @@ def _print_plan(result: PushResult) -> None:
     assert plan is not None
     rows: list[tuple[str, str, str]] = []
     rows += [("import", i.driver, i.key) for i in plan.imports]
-    rows += [("update", i.driver, i.key) for _, i in plan.updates]
+    rows += [("update", i.driver, i.key) for _, i, _ in plan.updates]
     rows += [("delete or keep", d, k) for _, _, (d, k) in plan.removals]
+    rows += [("delete duplicate", "", f"task {t.id}") for t in plan.duplicates]
     table(f"{result.target}: planned task changes", ("op", "driver", "key"), rows[:SHORT_PLAN])
     if len(rows) > SHORT_PLAN:
         print(f"... and {len(rows) - SHORT_PLAN:,} more (--json counts them)")

@@ -12,6 +12,7 @@ would duplicate every task, so the push checks the project instead.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -173,6 +174,12 @@ class LabelStudio:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     raw = response.read()
                 return json.loads(raw) if raw else None
+            except ValueError:
+                # A login page of an SSO proxy in front, or another server at that URL.
+                raise LabelStudioError(
+                    f"Label Studio at {self.url}: {method} {_path(path)} answered something "
+                    "that is not JSON (a login page?); check the target's url"
+                ) from None
             except urllib.error.HTTPError as exc:
                 text = _detail(exc)
                 if exc.code == 401:
@@ -180,7 +187,7 @@ class LabelStudio:
                 if exc.code < 500 or not retry or attempt >= RETRIES:
                     raise self._error(method, path, exc.code, text, data) from None
                 why = f"{exc.code} {text}"
-            except (TimeoutError, OSError) as exc:
+            except (TimeoutError, OSError, http.client.HTTPException) as exc:
                 reason = getattr(exc, "reason", exc)
                 if not retry or attempt >= RETRIES:
                     raise TransientError(
@@ -248,7 +255,7 @@ class LabelStudio:
 
     def tasks(self) -> Iterator[Task]:
         """Every task of the project, in id order."""
-        page = 1
+        page, seen = 1, 0
         while True:
             query = {
                 "project": self.project,
@@ -267,13 +274,17 @@ class LabelStudio:
             tasks = answer.get("tasks", []) if isinstance(answer, dict) else []
             for raw in tasks:
                 yield _task(raw)
-            if len(tasks) < PAGE_SIZE:
+            seen += len(tasks)
+            # The server may cap page_size below what was asked: only an empty page, a 404
+            # past the end, or the total tells that the listing is complete.
+            total = answer.get("total") if isinstance(answer, dict) else None
+            if not tasks or (isinstance(total, int) and seen >= total):
                 return
             page += 1
 
     def task(self, task_id: int) -> Task | None:
         try:
-            raw = self.call("GET", f"/api/tasks/{task_id}")
+            raw = self.call("GET", f"/api/tasks/{task_id}", query={"resolve_uri": "false"})
         except LabelStudioError as exc:
             if "answered 404" in str(exc):
                 return None
@@ -300,6 +311,16 @@ class LabelStudio:
         """Replace a task's data and meta (annotations stay); False if the task is gone."""
         try:
             self.call("PATCH", f"/api/tasks/{task_id}", {"data": data, "meta": meta})
+        except LabelStudioError as exc:
+            if "answered 404" in str(exc):
+                return False
+            raise
+        return True
+
+    def update_meta(self, task_id: int, meta: Mapping[str, Any]) -> bool:
+        """Replace a task's meta only; False if the task is gone."""
+        try:
+            self.call("PATCH", f"/api/tasks/{task_id}", {"meta": meta})
         except LabelStudioError as exc:
             if "answered 404" in str(exc):
                 return False

@@ -18,8 +18,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import structlog
 
@@ -60,10 +61,14 @@ class Plan:
     """What one step would do to the project."""
 
     imports: list[Item] = field(default_factory=list)
-    #: (task id, the item it should show now)
-    updates: list[tuple[int, Item]] = field(default_factory=list)
+    #: (task id, the item it should show now, the task's meta when read: other tools' keys
+    #: in it are kept)
+    updates: list[tuple[int, Item, Mapping[str, Any] | None]] = field(default_factory=list)
     #: Tasks of items no longer live: (task, the link's driver and key); task None: unread.
     removals: list[tuple[int, Task | None, tuple[str, str]]] = field(default_factory=list)
+    #: Extra tasks of live items (a lost import's, or copied by hand): deleted when they hold
+    #: no work, else left alone; the item's own link is not theirs to change.
+    duplicates: list[Task] = field(default_factory=list)
     #: Tasks found in the project for live items whose links said otherwise.
     relinks: list[TaskLink] = field(default_factory=list)
     #: Links of items with no task and no live item.
@@ -71,12 +76,20 @@ class Plan:
     unchanged: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.imports or self.updates or self.removals or self.relinks or self.drops)
+        return bool(
+            self.imports
+            or self.updates
+            or self.removals
+            or self.duplicates
+            or self.relinks
+            or self.drops
+        )
 
     def absorb(self, other: Plan) -> None:
         self.imports += other.imports
         self.updates += other.updates
         self.removals += other.removals
+        self.duplicates += other.duplicates
         self.relinks += other.relinks
         self.drops += other.drops
         self.unchanged += other.unchanged
@@ -165,7 +178,7 @@ class Pusher:
                     if link is None:
                         plan.imports.append(item)
                     elif link.task_id is not None and stale(link, item):
-                        plan.updates.append((link.task_id, item))
+                        plan.updates.append((link.task_id, item, None))
                     else:
                         plan.unchanged += 1
                 elif link is not None and link.task_id is not None and link.marked is None:
@@ -176,10 +189,14 @@ class Pusher:
         """The plan that makes the project's syncd tasks equal the dataset's live items."""
         dataset = self.target.dataset
         found: dict[tuple[str, str], list[Task]] = {}
+        #: Tasks without syncd's meta (another tool replaced it): adopted through a link.
+        unmarked: dict[int, Task] = {}
         for task in self.client.tasks():
             ident = task_identity(task.meta, dataset)
             if ident is not None:
                 found.setdefault(ident, []).append(task)
+            else:
+                unmarked[task.id] = task
         links = {
             (link.driver, link.key): link for link in self.catalog.all_task_links(self.target.name)
         }
@@ -189,15 +206,15 @@ class Pusher:
             tasks = found.pop(ident, [])
             link = links.pop(ident, None)
             keeper = _keeper(tasks, link)
-            for extra in tasks:
-                if extra is not keeper:
-                    plan.removals.append((extra.id, extra, ident))
+            plan.duplicates.extend(t for t in tasks if t is not keeper)
+            if keeper is None and link is not None and link.task_id in unmarked:
+                keeper = unmarked[link.task_id]
             if keeper is None:
                 plan.imports.append(item)
                 continue
             shown = _shown(keeper, ident)
-            if stale(shown, item):
-                plan.updates.append((keeper.id, item))
+            if stale(shown, item) or task_identity(keeper.meta, dataset) is None:
+                plan.updates.append((keeper.id, item, keeper.meta))
             elif link is None or link.task_id != keeper.id or stale(link, item):
                 plan.relinks.append(link_of(item, keeper.id))
             else:
@@ -226,14 +243,18 @@ class Pusher:
             check()
             self._import(plan.imports[start : start + batch], shaper)
         reimport: list[Item] = []
-        for task_id, item in plan.updates:
+        for task_id, item, meta in plan.updates:
             check()
             try:
                 data = shaper.data(item)
             except ItemNotShown as exc:
                 self.errors.append(str(exc))
                 continue
-            if self.client.update_task(task_id, data, shaper.meta(item, changed=True)):
+            if meta is None:
+                current = self.client.task(task_id)
+                meta = current.meta if current is not None else None
+            ours = shaper.meta(item, changed=True)
+            if meta is not None and self.client.update_task(task_id, data, _merged(meta, ours)):
                 self.catalog.save_task_links(self.target.name, [link_of(item, task_id)])
                 self.counts.updated += 1
             else:
@@ -244,6 +265,9 @@ class Pusher:
         for start in range(0, len(plan.removals), DELETE_BATCH):
             check()
             self._remove(plan.removals[start : start + DELETE_BATCH])
+        for start in range(0, len(plan.duplicates), DELETE_BATCH):
+            check()
+            self._remove_duplicates(plan.duplicates[start : start + DELETE_BATCH])
 
     def _import(self, items: Sequence[Item], shaper: TaskShaper) -> None:
         bodies, shown = [], []
@@ -288,7 +312,7 @@ class Pusher:
         kept_links = []
         for task, ident in keep:
             if not task.meta.get("source_deleted"):
-                self.client.update_task(task.id, task.data, {**task.meta, "source_deleted": True})
+                self.client.update_meta(task.id, {**task.meta, "source_deleted": True})
             kept_links.append(replace(_shown(task, ident), marked="deleted"))
             self.counts.kept += 1
         if kept_links:
@@ -297,10 +321,25 @@ class Pusher:
             self.catalog.drop_task_links(self.target.name, gone)
         self._progress()
 
+    def _remove_duplicates(self, tasks: Sequence[Task]) -> None:
+        untouched = [t.id for t in tasks if not t.has_work]
+        self.client.delete_untouched(untouched)
+        for task_id in untouched:
+            if self.client.task(task_id) is None:
+                self.counts.deleted += 1
+        self._progress()
+
     def _progress(self) -> None:
         self.counts.writes = self.client.writes
         if self.on_progress is not None:
             self.on_progress(self.counts)
+
+
+def _merged(theirs: Mapping[str, Any], ours: Mapping[str, Any]) -> dict[str, Any]:
+    """A task's meta with syncd's keys replaced and everyone else's kept."""
+    meta = {k: v for k, v in theirs.items() if k not in ("syncd", "source_deleted")}
+    meta.update(ours)
+    return meta
 
 
 def _keeper(tasks: Sequence[Task], link: TaskLink | None) -> Task | None:
@@ -517,7 +556,7 @@ def _dry_run(pusher: Pusher, state: PushState, head: int, verify: bool) -> PushR
     counts = PushCounts(
         imported=len(plan.imports),
         updated=len(plan.updates),
-        deleted=len(plan.removals),
+        deleted=len(plan.removals) + len(plan.duplicates),
         unchanged=plan.unchanged,
     )
     return PushResult(

@@ -48,7 +48,9 @@ class LabelStudioServer:
 @pytest.fixture(scope="session")
 def label_studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
     data = tmp_path_factory.mktemp("label-studio")
-    peer = label_studio(data / "data", log_dir=data)
+    # Pages smaller than the 1,000 tasks syncd asks for: every test that checks a project
+    # of more than 100 tasks reads it over several short pages.
+    peer = label_studio(data / "data", log_dir=data, page_size_max=100)
     try:
         yield LabelStudioServer(peer, label_studio_token(peer))
     finally:

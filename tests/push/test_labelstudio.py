@@ -127,6 +127,37 @@ def test_tasks_deleted_by_hand_come_back_and_duplicates_go(push_project: PushPro
     assert fixed["counts"]["imported"] == 1 and fixed["counts"]["deleted"] == 1
     after = ls.by_key()
     assert set(after) == live_keys(project) and after["e.jpg"].id == tasks["e.jpg"].id
+    # The link still names the original: a change through the feed updates it, no new task.
+    (project.photos / "e.jpg").write_bytes(b"e, edited")
+    project.sync()
+    changed = project.push_json("--no-verify")["results"][0]["counts"]
+    assert (changed["updated"], changed["imported"]) == (1, 0)
+    assert ls.by_key()["e.jpg"].id == tasks["e.jpg"].id
+
+
+def test_an_annotated_copy_is_left_alone_and_other_meta_is_kept(
+    push_project: PushProject,
+) -> None:
+    project, ls = push_project, push_project.ls
+    project.sync()
+    project.push_json()
+    tasks = ls.by_key()
+    (copy,) = ls.api.import_tasks(
+        [{"data": tasks["f.jpg"].data, "meta": dict(tasks["f.jpg"].meta)}]
+    )
+    ls.annotate(copy)
+    ls.api.update_meta(tasks["a.jpg"].id, {**tasks["a.jpg"].meta, "priority": 5})
+    (project.photos / "a.jpg").write_bytes(b"a, edited")
+    project.sync()
+    for _ in range(2):
+        result = project.push_json()["results"][0]
+    # Neither copy of f.jpg is marked or rewritten, and the second push writes nothing.
+    assert result["counts"]["writes"] == 0
+    f_tasks = {t.id: t for t in ls.tasks() if t.meta["syncd"]["key"] == "f.jpg"}
+    assert set(f_tasks) == {tasks["f.jpg"].id, copy}
+    assert not any(t.meta.get("source_deleted") for t in f_tasks.values())
+    a = next(t for t in ls.tasks() if t.meta["syncd"]["key"] == "a.jpg")
+    assert a.meta["priority"] == 5 and a.meta["source_changed"] is True
 
 
 def test_sigkill_after_an_import_then_rerun_leaves_no_duplicate(push_project: PushProject) -> None:
