@@ -162,6 +162,11 @@ class PostgresCatalog(SqlCatalog):
             self._conn = self._connect()
             self._migrate()
 
+    def current_schema(self) -> str:
+        """The schema syncd's tables are in (the first of `search_path` that exists)."""
+        row = self._run("SELECT current_schema()").fetchone()
+        return str(row[0])
+
     def conninfo_for_scanner(self) -> str:
         """The connection string without syncd's `schema=` (DuckDB's scanner takes libpq's)."""
         return self._conninfo

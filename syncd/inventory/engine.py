@@ -73,6 +73,8 @@ def connect(tmp: Path, memory_limit: str) -> Any:
             "autoload_known_extensions": False,
         }
     )
+    # Report times without a zone are UTC, whatever the machine's zone.
+    con.execute("SET TimeZone = 'UTC'")
     return con
 
 
@@ -212,12 +214,12 @@ def report_relation(
     if report.provider == "s3" and report.format == "csv":
         # S3 writes CSV keys form-encoded: a space is `+`, a plus `%2B`.
         key_sql = f"url_decode(replace({key_sql}, '+', ' '))"
+    scope = "true"
     if report.provider == "azure":
-        # A blob inventory names blobs with their container first.
-        key_sql = (
-            f"CASE WHEN starts_with({key_sql}, {_quote(bucket + '/')}) "
-            f"THEN substr({key_sql}, {len(bucket) + 2}) ELSE {key_sql} END"
-        )
+        # A blob inventory covers the account: names start with their container, and only
+        # this container's blobs are the driver's.
+        scope = f"starts_with({key_sql}, {_quote(bucket + '/')})"
+        key_sql = f"substr({key_sql}, {len(bucket) + 2})"
     mtime = column("mtime")
     if mtime is None:
         mtime_sql = "0.0"
@@ -232,8 +234,18 @@ def report_relation(
         # GCS listings give the MD5 (hex) as the content tag; composite objects have none.
         etag_sql = f"coalesce(lower(hex(from_base64(nullif({text('md5')}, '')))), {etag_sql})"
     version_sql = f"nullif({text('version')}, '')"
-    if report.provider == "s3" and not versioned:
-        version_sql = "NULL::VARCHAR"
+    if report.provider == "s3":
+        if not versioned:
+            version_sql = "NULL::VARCHAR"
+        elif column("version") is None:
+            raise InventoryError(
+                f"report {report.manifest} has no VersionId column, but the driver is "
+                "versioned: configure the inventory with all object versions"
+            )
+        else:
+            # ListObjectVersions names the version of an object stored before versioning
+            # `null`; the report leaves it empty.
+            version_sql = f"coalesce(nullif({text('version')}, ''), 'null')"
     live = [
         flag("latest", True),
         f"NOT {flag('delete_marker', False)}",
@@ -249,7 +261,7 @@ def report_relation(
         f"CAST({mtime_sql} AS DOUBLE) AS mtime, {etag_sql} AS etag, {version_sql} AS version, "
         f"nullif({text('content_type')}, '') AS content_type, "
         f"{text('metageneration')} AS metageneration "
-        f"FROM raw_report WHERE {' AND '.join(live)}) "
+        f"FROM raw_report WHERE {scope} AND {' AND '.join(live)}) "
         f"WHERE key IS NOT NULL AND starts_with(key, {_quote(prefix)})"
     )
 
@@ -278,7 +290,8 @@ def catalog_relation(
         con.execute(
             f"ATTACH {_quote(catalog.conninfo_for_scanner())} AS cat (TYPE postgres, READ_ONLY)"
         )
-        table = f'cat."{catalog.schema}".items' if catalog.schema else "cat.public.items"
+        schema = catalog.schema or catalog.current_schema()
+        table = 'cat."' + schema.replace('"', '""') + '".items'
         deleted = "deleted"
         verify = "verify"
     else:

@@ -55,13 +55,17 @@ class Report:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def latest_report(store: Store, inventory: Inventory, provider: str) -> Report:
+def latest_report(
+    store: Store, inventory: Inventory, provider: str, bucket: str, prefix: str = ""
+) -> Report:
+    """The newest report of `bucket` (and the driver's `prefix`) in the inventory store; a
+    report of another bucket, or one that does not cover the prefix, has a `problem`."""
     if provider == "s3":
-        return _s3(store, inventory)
+        return _s3(store, inventory, bucket)
     if provider == "gcs":
-        return _gcs(store, inventory)
+        return _gcs(store, inventory, bucket)
     if provider == "azure":
-        return _azure(store, inventory)
+        return _azure(store, inventory, bucket, prefix)
     raise InventoryError(f"{provider} has no inventory reports")
 
 
@@ -124,7 +128,7 @@ def _runs(folders: list[str], pattern: re.Pattern[str], prefix: str) -> Iterator
             yield folder
 
 
-def _s3(store: Store, inventory: Inventory) -> Report:
+def _s3(store: Store, inventory: Inventory, bucket: str) -> Report:
     prefix = inventory.prefix
     for folder in _runs(_subfolders(store, prefix), _S3_RUN, prefix):
         manifest = _stat(store, folder + "manifest.json")
@@ -147,6 +151,9 @@ def _s3(store: Store, inventory: Inventory) -> Report:
         if fmt == "csv":
             columns = tuple(c.strip() for c in str(data.get("fileSchema", "")).split(","))
         problem = _md5_matches(store, manifest, folder + "manifest.checksum")
+        source = data.get("sourceBucket")
+        if problem is None and source is not None and source != bucket:
+            problem = f"it is the inventory of bucket {source!r}, not {bucket!r}"
         report_format: Format = "csv" if fmt == "csv" else "orc" if fmt == "orc" else "parquet"
         return Report("s3", manifest.key, taken, report_format, files, columns, False, ",", problem)
     raise InventoryError(
@@ -155,7 +162,7 @@ def _s3(store: Store, inventory: Inventory) -> Report:
     )
 
 
-def _gcs(store: Store, inventory: Inventory) -> Report:
+def _gcs(store: Store, inventory: Inventory, bucket: str) -> Report:
     prefix = inventory.prefix
     newest: tuple[str, ObjectInfo] | None = None
     for listed in store.list(prefix):
@@ -194,7 +201,11 @@ def _gcs(store: Store, inventory: Inventory) -> Report:
     )
     columns = tuple(fields.get("metadataFields", fields.get("metadata_fields", ())))
     problem = None
-    if count != len(files):
+    filters = fields.get("storageFilters", fields.get("storage_filters")) or {}
+    source = filters.get("bucket") if isinstance(filters, dict) else None
+    if source is not None and source != bucket:
+        problem = f"it is the inventory of bucket {source!r}, not {bucket!r}"
+    elif count != len(files):
         problem = f"{where}: shard_count is {count} but {len(files)} shards are named"
     else:
         for file in files:
@@ -204,7 +215,7 @@ def _gcs(store: Store, inventory: Inventory) -> Report:
     return Report("gcs", manifest.key, taken, fmt, files, columns, header, delimiter, problem)
 
 
-def _azure(store: Store, inventory: Inventory) -> Report:
+def _azure(store: Store, inventory: Inventory, bucket: str, prefix: str) -> Report:
     rule = inventory.rule or ""
     where = f"container {inventory.bucket}"
     # YYYY/MM/DD/HH-MM-SS/<rule>/: walk down the newest folder at each level.
@@ -230,13 +241,40 @@ def _azure(store: Store, inventory: Inventory) -> Report:
         if not fmt and files:
             fmt = "parquet" if files[0].key.endswith(".parquet") else "csv"
         problem = None
+        definition = data.get("ruleDefinition") or {}
+        covers = _azure_covers(definition, bucket, prefix)
         if status != "Succeeded":
             problem = f"the run's status is {status or 'unknown'!r}, not 'Succeeded'"
+        elif covers is not None:
+            problem = covers
         else:
             problem = _md5_matches(store, manifest, f"{run}{rule}/{rule}-manifest.checksum")
         report_format: Format = "parquet" if fmt.lower() == "parquet" else "csv"
         return Report("azure", manifest.key, taken, report_format, files, (), True, ",", problem)
     raise InventoryError(f"{where}: no run of inventory rule {rule!r} yet")
+
+
+def _azure_covers(definition: Any, container: str, prefix: str) -> str | None:
+    """Why a rule's run does not list every blob of the driver (None: it does)."""
+    if not isinstance(definition, dict):
+        return None
+    kind = str(definition.get("objectType") or "blob").lower()
+    if kind != "blob":
+        return f"the rule lists {kind}s, not blobs"
+    filters = definition.get("filters") or {}
+    matches = filters.get("prefixMatch") or []
+    wanted = f"{container}/{prefix}"
+    if matches and not any(wanted.startswith(str(m)) for m in matches):
+        return f"the rule's prefixMatch {matches} does not cover {wanted!r}"
+    excluded = filters.get("excludePrefix") or []
+    if any(str(e).startswith(f"{container}/") for e in excluded):
+        return f"the rule excludes part of the container ({excluded})"
+    # Rules name their blob types; block blobs are what labeling data is stored as (an
+    # append or page blob outside the rule is not seen).
+    types = [str(t).lower() for t in filters.get("blobTypes") or []]
+    if types and "blockblob" not in types:
+        return f"the rule lists only {types}, not block blobs"
+    return None
 
 
 def _time(text: str) -> float:

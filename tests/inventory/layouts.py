@@ -224,6 +224,7 @@ def azure_inventory(
     status: str = "Succeeded",
     checksum: bool = True,
     parquet: bool = False,
+    foreign: Sequence[str] = (),
 ) -> str:
     """Write one Azure Blob Inventory run of `rule` (CSV or Parquet, with its manifest)."""
     started = datetime.fromtimestamp(taken_at, UTC)
@@ -241,6 +242,20 @@ def azure_inventory(
         )
         for o in objects
     ]
+    # An account-wide rule lists other containers' blobs too.
+    rows += [
+        (
+            f"other-container/{key}",
+            _iso(taken_at),
+            _iso(taken_at),
+            '"0x1"',
+            1,
+            "",
+            "BlockBlob",
+            "Hot",
+        )
+        for key in foreign
+    ]
     extension = "parquet" if parquet else "csv"
     data = _parquet(AZURE_FIELDS, rows) if parquet else _csv(rows, AZURE_FIELDS)
     dest.put(f"{folder}{rule}.{extension}", data)  # type: ignore[attr-defined]
@@ -251,7 +266,7 @@ def azure_inventory(
         "inventoryCompletionTime": _iso(taken_at + 600, 0).replace(".Z", "Z"),
         "inventoryStartTime": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "ruleDefinition": {
-            "filters": {"blobTypes": ["blockBlob"], "prefixMatch": [f"{source_container}/"]},
+            "filters": {"blobTypes": ["blockBlob"]},
             "format": "Parquet" if parquet else "Csv",
             "objectType": "Blob",
             "schedule": "Daily",

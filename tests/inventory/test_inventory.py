@@ -308,19 +308,23 @@ def test_max_delete_and_dry_run_hold_for_reports(setup_for: Callable[[str], Setu
     assert setup.sync("by-inventory", margin="0s").counts.added == 10
     for n in range(6):
         setup.src.delete(f"k{n}.jpg")  # type: ignore[attr-defined]
+    # New objects in the same report do not dilute the share deleted: 6 of the 10 live.
+    fill(setup.src, [f"new{n}.jpg" for n in range(10)])
     setup.deliver(taken_at=time.time() + 60)
     stopped = setup.sync("by-inventory", margin="0s")
     assert stopped.status == RunStatus.ABORTED and "deleting nothing" in (stopped.reason or "")
-    assert len(setup.items("by-inventory")) == 10
+    assert "6 " in (stopped.reason or "") and "10" in (stopped.reason or "")
+    assert {k for k in setup.items("by-inventory") if k.startswith("k")} == {
+        f"k{n}.jpg" for n in range(10)
+    }
     project = Project(setup.config(margin="0s"))
     try:
         (planned,) = project.sync("by-inventory", dry_run=True, max_delete="100%").results
     finally:
         project.close()
-    assert planned.counts.deleted == 6 and {p.key for p in planned.plan} == {
-        f"k{n}.jpg" for n in range(6)
-    }
-    assert len(setup.items("by-inventory")) == 10
+    assert planned.counts.deleted == 6
+    assert {p.key for p in planned.plan if p.op == "deleted"} == {f"k{n}.jpg" for n in range(6)}
+    assert len(setup.items("by-inventory")) == 20
 
 
 def test_the_daemon_reconciles_from_reports_on_its_schedule(
@@ -342,3 +346,52 @@ def test_the_daemon_reconciles_from_reports_on_its_schedule(
     finally:
         catalog.close()
     assert run.status == RunStatus.SUCCEEDED and run.counts.added == 2
+
+
+def test_a_report_of_another_bucket_or_container_is_not_applied(
+    setup_for: Callable[[str], Setup],
+) -> None:
+    s3 = setup_for("s3")
+    fill(s3.src, ["a.jpg"])
+    s3_inventory(s3.dst, PREFIX["s3"], "some-other-bucket", s3.listing(), taken_at=time.time())
+    wrong = s3.sync("by-inventory")
+    assert wrong.status == RunStatus.ABORTED
+    assert "inventory of bucket 'some-other-bucket'" in (wrong.reason or "")
+    assert s3.items("by-inventory") == {}
+
+
+def test_an_account_wide_azure_rule_gives_only_this_containers_blobs(
+    setup_for: Callable[[str], Setup],
+) -> None:
+    setup = setup_for("azure")
+    fill(setup.src, ["a.jpg", "b.jpg"])
+    setup.deliver(foreign=["backups/db.dump", "a.jpg"])
+    assert setup.sync("by-listing").status == RunStatus.SUCCEEDED
+    result = setup.sync("by-inventory")
+    assert result.status == RunStatus.SUCCEEDED and result.counts.listed == 2
+    assert setup.items("by-inventory") == setup.items("by-listing")
+
+
+def test_a_postgres_catalog_reached_through_its_search_path(
+    setup_for: Callable[[str], Setup],
+) -> None:
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import PG_URL
+
+    schema = f"inv_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        setup = setup_for("s3")
+        setup.catalog_url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+        fill(setup.src, ["a.jpg", "b.jpg"])
+        setup.deliver()
+        result = setup.sync("by-inventory")
+        assert result.status == RunStatus.SUCCEEDED and result.counts.added == 2
+        assert set(setup.items("by-inventory")) == {"a.jpg", "b.jpg"}
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
