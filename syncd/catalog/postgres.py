@@ -106,7 +106,7 @@ MIGRATIONS: list[list[str]] = [
     ],
     [
         "CREATE TABLE inventory_state (driver_id BIGINT PRIMARY KEY, "
-        "taken_at DOUBLE PRECISION NOT NULL, manifest TEXT NOT NULL, "
+        "taken_at DOUBLE PRECISION NOT NULL, manifest TEXT NOT NULL, key_filter TEXT NOT NULL, "
         "applied_at DOUBLE PRECISION NOT NULL)",
     ],
 ]

@@ -24,6 +24,7 @@ from syncd.catalog.types import (
     DatasetSummary,
     DeadLetter,
     Fence,
+    InventoryApplied,
     Item,
     ItemWrite,
     Lease,
@@ -785,25 +786,26 @@ class SqlCatalog(ABC):
                 hi = mid - 1
         return lo
 
-    def inventory_applied(self, driver_id: int) -> tuple[float, str] | None:
-        """When the newest inventory report applied to this driver was taken, and its
-        manifest."""
+    def inventory_applied(self, driver_id: int) -> InventoryApplied | None:
+        """The newest inventory report applied to this driver, and under which key filter."""
         row = self._run(
-            self._sql("SELECT taken_at, manifest FROM inventory_state WHERE driver_id = ?"),
+            self._sql(
+                "SELECT taken_at, manifest, key_filter FROM inventory_state WHERE driver_id = ?"
+            ),
             (driver_id,),
         ).fetchone()
-        return None if row is None else (float(row[0]), str(row[1]))
+        return None if row is None else InventoryApplied(float(row[0]), str(row[1]), str(row[2]))
 
-    def save_inventory_applied(self, driver_id: int, taken_at: float, manifest: str) -> None:
+    def save_inventory_applied(self, driver_id: int, applied: InventoryApplied) -> None:
         with self._guard(), self._lease_tx() as cur:
             cur.execute(
                 self._sql(
-                    "INSERT INTO inventory_state (driver_id, taken_at, manifest, applied_at) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (driver_id) DO UPDATE SET "
+                    "INSERT INTO inventory_state (driver_id, taken_at, manifest, key_filter, "
+                    "applied_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (driver_id) DO UPDATE SET "
                     "taken_at = excluded.taken_at, manifest = excluded.manifest, "
-                    "applied_at = excluded.applied_at"
+                    "key_filter = excluded.key_filter, applied_at = excluded.applied_at"
                 ),
-                (driver_id, taken_at, manifest, time.time()),
+                (driver_id, applied.taken_at, applied.manifest, applied.key_filter, time.time()),
             )
 
     # -- labeling targets ----------------------------------------------------------------

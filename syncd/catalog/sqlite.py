@@ -104,7 +104,7 @@ MIGRATIONS: list[list[str]] = [
     # The newest inventory report applied per driver: an older one must not undo it.
     [
         "CREATE TABLE inventory_state (driver_id INTEGER PRIMARY KEY, taken_at REAL NOT NULL, "
-        "manifest TEXT NOT NULL, applied_at REAL NOT NULL) STRICT",
+        "manifest TEXT NOT NULL, key_filter TEXT NOT NULL, applied_at REAL NOT NULL) STRICT",
     ],
 ]
 

@@ -418,9 +418,9 @@ class Catalog(Protocol):
         """The newest change id written before `ts` (0: none)."""
         ...
 
-    def inventory_applied(self, driver_id: int) -> tuple[float, str] | None: ...
+    def inventory_applied(self, driver_id: int) -> InventoryApplied | None: ...
 
-    def save_inventory_applied(self, driver_id: int, taken_at: float, manifest: str) -> None: ...
+    def save_inventory_applied(self, driver_id: int, applied: InventoryApplied) -> None: ...
 
     # -- labeling targets -------------------------------------------------------------------
 
@@ -519,3 +519,14 @@ class PushRun:
     reason: str | None
     host: str
     pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryApplied:
+    """The newest inventory report applied to a driver."""
+
+    taken_at: float
+    manifest: str
+    #: A fingerprint of the driver's prefix, include, exclude and skip rules then: while it
+    #: holds, every catalog row passed the same rules, and only new keys need checking.
+    key_filter: str

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,7 @@ def report_relation(
     prefix: str,
     bucket: str,
     versioned: bool,
+    keep: Callable[[str], bool] | None = None,
 ) -> None:
     """Create view `report(key, size, mtime, etag, version, content_type, metageneration)`:
     the live objects under `prefix`, one row per key, as a listing of the bucket shows them."""
@@ -262,8 +263,24 @@ def report_relation(
         f"nullif({text('content_type')}, '') AS content_type, "
         f"{text('metageneration')} AS metageneration "
         f"FROM raw_report WHERE {scope} AND {' AND '.join(live)}) "
-        f"WHERE key IS NOT NULL AND starts_with(key, {_quote(prefix)})"
+        f"WHERE key IS NOT NULL AND starts_with(key, {_quote(prefix)}){_kept(con, keep)}"
     )
+
+
+def _kept(con: Any, keep: Callable[[str], bool] | None) -> str:
+    """The condition that leaves out keys the driver's rules reject (none when `keep` is
+    None: every row of the catalog already passed them). It runs the driver's own rules, in
+    Python, over whole column batches."""
+    if keep is None:
+        return ""
+    import pyarrow as pa
+    from duckdb import sqltypes
+
+    def accepts(keys: Any) -> Any:
+        return pa.array([keep(k) for k in keys.to_pylist()], pa.bool_())
+
+    con.create_function("syncd_keep", accepts, [sqltypes.VARCHAR], sqltypes.BOOLEAN, type="arrow")
+    return " AND syncd_keep(key)"
 
 
 def catalog_relation(

@@ -11,6 +11,8 @@ says why; the events since close the gap.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 import threading
 import time
@@ -23,6 +25,7 @@ import structlog
 from syncd.catalog.types import (
     Catalog,
     Fence,
+    InventoryApplied,
     Item,
     ItemState,
     ItemWrite,
@@ -97,12 +100,13 @@ def reconcile_inventory(
         store = reports or inventory_store(config, driver)
         report = latest_report(store, driver.inventory, provider, driver.bucket, driver.prefix)
         problem = report.problem
-        if problem is None and driver_id is not None:
-            applied = catalog.inventory_applied(driver_id)
-            if applied is not None and report.taken_at < applied[0]:
-                problem = (
-                    f"it is older than the report applied last ({applied[1]}); the newer one stands"
-                )
+        applied = catalog.inventory_applied(driver_id) if driver_id is not None else None
+        if problem is None and applied is not None and report.taken_at < applied.taken_at:
+            problem = (
+                f"it is older than the report applied last ({applied.manifest}); the newer one "
+                "stands"
+            )
+        rules = key_rules(driver)
         if problem is not None:
             return finish_result(
                 catalog,
@@ -125,6 +129,9 @@ def reconcile_inventory(
                 provider,
                 Path(tmp),
                 (dataset_id, driver_id),
+                # Rows the catalog holds passed the driver's rules as they were; when those
+                # changed, every key of the report is checked again.
+                applied is None or applied.key_filter != rules,
                 asof,
                 writer,
                 result,
@@ -134,7 +141,9 @@ def reconcile_inventory(
                 stop,
             )
         if status is RunStatus.SUCCEEDED and writer is not None and driver_id is not None:
-            catalog.save_inventory_applied(driver_id, report.taken_at, report.manifest)
+            catalog.save_inventory_applied(
+                driver_id, InventoryApplied(report.taken_at, report.manifest, rules)
+            )
     except BaseException as exc:
         return ended_by(exc, catalog, result, started, bound, "inventory report failed")
     return finish_result(catalog, result, status, reason, started, bound)
@@ -148,6 +157,7 @@ def _merge(
     provider: str,
     tmp: Path,
     ids: tuple[int | None, int | None],
+    every_key: bool,
     asof: int,
     writer: RunWriter | None,
     result: SyncResult,
@@ -169,6 +179,7 @@ def _merge(
             tmp,
             paths,
             ids,
+            every_key,
             asof,
             writer,
             result,
@@ -196,6 +207,7 @@ def _diff_and_write(
     tmp: Path,
     paths: list[Path],
     ids: tuple[int | None, int | None],
+    every_key: bool,
     asof: int,
     writer: RunWriter | None,
     result: SyncResult,
@@ -205,6 +217,7 @@ def _diff_and_write(
     stop: threading.Event | None,
 ) -> tuple[RunStatus, str | None]:
     counts = result.counts
+    keys = key_filter(driver)
     engine.report_relation(
         con,
         report,
@@ -213,9 +226,9 @@ def _diff_and_write(
         prefix=driver.prefix,
         bucket=driver.bucket,
         versioned=driver.versioned,
+        keep=keys.accepts if every_key and ids[1] is not None else None,
     )
     engine.catalog_relation(con, catalog, *ids)
-    keys = key_filter(driver)
     con.execute(engine.DIFF, {"asof": asof})
     listed = _count(con, "SELECT count(*) FROM report")
     held = _count(con, "SELECT count(*) FROM diff WHERE op = 'delete'")
@@ -261,6 +274,12 @@ def _diff_and_write(
         ]
         _apply(writer, writes, result, plan_limit, progress, stop)
     return RunStatus.SUCCEEDED, None
+
+
+def key_rules(driver: Driver) -> str:
+    """A fingerprint of the rules that decide which keys are the driver's."""
+    rules = [driver.prefix, list(driver.include), list(driver.exclude), list(driver.skip)]
+    return hashlib.sha256(json.dumps(rules).encode()).hexdigest()
 
 
 def _count(con: Any, sql: str) -> int:

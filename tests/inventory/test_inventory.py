@@ -395,3 +395,24 @@ def test_a_postgres_catalog_reached_through_its_search_path(
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def test_keys_a_changed_exclude_leaves_out_are_deleted_as_by_a_listing(
+    setup_for: Callable[[str], Setup],
+) -> None:
+    setup = setup_for("s3")
+    fill(setup.src, ["a.jpg", "b.raw", "c.jpg"])
+    setup.deliver(taken_at=time.time() - 7200)
+    assert setup.sync("by-inventory", margin="0s").counts.added == 3
+    setup.deliver(taken_at=time.time() + 60)
+    data = setup.data(margin="0s")
+    data["drivers"][1]["exclude"] = ["*.raw"]
+    project = Project(parse_config(yaml.safe_dump(data), base_dir=setup.base))
+    try:
+        (result,) = project.sync("by-inventory", max_delete="100%").results
+        (again,) = project.sync("by-inventory").results
+    finally:
+        project.close()
+    assert result.status == RunStatus.SUCCEEDED and result.counts.deleted == 1
+    assert set(setup.items("by-inventory")) == {"a.jpg", "c.jpg"}
+    assert (again.counts.deleted, again.counts.added) == (0, 0)
