@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.catalog.types import Catalog
-from syncd.errors import SyncdError, Unsupported
+from syncd.errors import Unsupported
 from syncd.inventory.reports import InventoryError, Report
 from syncd.storage.types import Store
 
@@ -350,14 +350,6 @@ def batches(
     con: Any, sql: str, params: dict[str, Any] | None, size: int
 ) -> Iterator[list[tuple[Any, ...]]]:
     """The rows of `sql`, in lists of up to `size`."""
-    try:
-        cursor = con.execute(sql, params or {})
-        while True:
-            rows = cursor.fetchmany(size)
-            if not rows:
-                return
-            yield rows
-    except Exception as exc:
-        if type(exc).__module__.startswith("duckdb"):
-            raise SyncdError(f"inventory merge: {exc}") from None
-        raise
+    cursor = con.execute(sql, params or {})
+    while rows := cursor.fetchmany(size):
+        yield rows

@@ -170,24 +170,64 @@ def _merge(
     paths = engine.download(store, report, tmp)
     con = engine.connect(tmp, driver.inventory.memory_limit)
     try:
-        return _diff_and_write(
+        counts = result.counts
+        keys = key_filter(driver)
+        engine.report_relation(
             con,
-            catalog,
             report,
-            driver,
-            provider,
-            tmp,
             paths,
-            ids,
-            every_key,
-            asof,
-            writer,
-            result,
-            limit,
-            progress,
-            plan_limit,
-            stop,
+            tmp,
+            prefix=driver.prefix,
+            bucket=driver.bucket,
+            versioned=driver.versioned,
+            keep=keys.accepts if every_key and ids[1] is not None else None,
         )
+        engine.catalog_relation(con, catalog, *ids)
+        con.execute(engine.DIFF, {"asof": asof})
+        listed = _count(con, "SELECT count(*) FROM report")
+        held = _count(con, "SELECT count(*) FROM diff WHERE op = 'delete'")
+        # Counted before this run's writes, as a listing counts what was live.
+        live = _count(con, "SELECT count(*) FROM items WHERE NOT deleted") if held else 0
+        gcs_token = _gcs_token() if provider == "gcs" else None
+        candidates = 0
+        for rows in engine.batches(con, engine.UPSERTS, None, BATCH_SIZE):
+            writes = []
+            candidates += len(rows)
+            for key, size, mtime, etag, version, content_type, metageneration, known in rows:
+                if not keys.accepts(key):
+                    counts.skipped += 1
+                    continue
+                token = gcs_token(version, metageneration) if gcs_token else None
+                info = ObjectInfo(
+                    key, int(size), float(mtime or 0.0), etag, version, content_type, token
+                )
+                writes.append(ItemWrite(Op.UPDATED if known else Op.ADDED, item_state(info)))
+            _apply(writer, writes, result, plan_limit, progress, stop)
+        counts.listed = listed
+        counts.unchanged = max(0, listed - candidates)
+        if held == 0:
+            return RunStatus.SUCCEEDED, None
+        if not driver.allow_external_delete:
+            counts.skipped += held
+            return RunStatus.SUCCEEDED, None
+        if listed == 0:
+            return RunStatus.ABORTED, (
+                f"inventory report {report.manifest} lists nothing under "
+                f"{driver.bucket}/{driver.prefix} but {held} items are live; deleting nothing"
+            )
+        exceeded = limit.exceeded(held, live)
+        if exceeded:
+            return RunStatus.ABORTED, f"{exceeded}; deleting nothing (raise max_delete to allow)"
+        at = time.time()
+        for rows in engine.batches(con, engine.DELETES, None, BATCH_SIZE):
+            current = catalog.rows_of(result.dataset, driver.name, [r[0] for r in rows])
+            writes = [
+                ItemWrite(Op.DELETED, _tombstone(current[key], at))
+                for (key,) in rows
+                if key in current and not current[key].deleted
+            ]
+            _apply(writer, writes, result, plan_limit, progress, stop)
+        return RunStatus.SUCCEEDED, None
     except Exception as exc:
         if type(exc).__module__.startswith(("duckdb", "_duckdb")):
             # A report DuckDB cannot read (a shard cut short, a column count that changes),
@@ -196,84 +236,6 @@ def _merge(
         raise
     finally:
         con.close()
-
-
-def _diff_and_write(
-    con: Any,
-    catalog: Catalog,
-    report: Report,
-    driver: Driver,
-    provider: str,
-    tmp: Path,
-    paths: list[Path],
-    ids: tuple[int | None, int | None],
-    every_key: bool,
-    asof: int,
-    writer: RunWriter | None,
-    result: SyncResult,
-    limit: MaxDelete,
-    progress: Progress | None,
-    plan_limit: int | None,
-    stop: threading.Event | None,
-) -> tuple[RunStatus, str | None]:
-    counts = result.counts
-    keys = key_filter(driver)
-    engine.report_relation(
-        con,
-        report,
-        paths,
-        tmp,
-        prefix=driver.prefix,
-        bucket=driver.bucket,
-        versioned=driver.versioned,
-        keep=keys.accepts if every_key and ids[1] is not None else None,
-    )
-    engine.catalog_relation(con, catalog, *ids)
-    con.execute(engine.DIFF, {"asof": asof})
-    listed = _count(con, "SELECT count(*) FROM report")
-    held = _count(con, "SELECT count(*) FROM diff WHERE op = 'delete'")
-    # Counted before this run's writes, as a listing counts what was live.
-    live = _count(con, "SELECT count(*) FROM items WHERE NOT deleted") if held else 0
-    gcs_token = _gcs_token() if provider == "gcs" else None
-    candidates = 0
-    for rows in engine.batches(con, engine.UPSERTS, None, BATCH_SIZE):
-        writes = []
-        candidates += len(rows)
-        for key, size, mtime, etag, version, content_type, metageneration, known in rows:
-            if not keys.accepts(key):
-                counts.skipped += 1
-                continue
-            token = gcs_token(version, metageneration) if gcs_token else None
-            info = ObjectInfo(
-                key, int(size), float(mtime or 0.0), etag, version, content_type, token
-            )
-            writes.append(ItemWrite(Op.UPDATED if known else Op.ADDED, item_state(info)))
-        _apply(writer, writes, result, plan_limit, progress, stop)
-    counts.listed = listed
-    counts.unchanged = max(0, listed - candidates)
-    if held == 0:
-        return RunStatus.SUCCEEDED, None
-    if not driver.allow_external_delete:
-        counts.skipped += held
-        return RunStatus.SUCCEEDED, None
-    if listed == 0:
-        return RunStatus.ABORTED, (
-            f"inventory report {report.manifest} lists nothing under "
-            f"{driver.bucket}/{driver.prefix} but {held} items are live; deleting nothing"
-        )
-    exceeded = limit.exceeded(held, live)
-    if exceeded:
-        return RunStatus.ABORTED, f"{exceeded}; deleting nothing (raise max_delete to allow)"
-    at = time.time()
-    for rows in engine.batches(con, engine.DELETES, None, BATCH_SIZE):
-        current = catalog.rows_of(result.dataset, driver.name, [r[0] for r in rows])
-        writes = [
-            ItemWrite(Op.DELETED, _tombstone(current[key], at))
-            for (key,) in rows
-            if key in current and not current[key].deleted
-        ]
-        _apply(writer, writes, result, plan_limit, progress, stop)
-    return RunStatus.SUCCEEDED, None
 
 
 def key_rules(driver: Driver) -> str:
