@@ -24,6 +24,7 @@ from syncd.catalog.types import (
     Catalog,
     CatalogRow,
     Fence,
+    Item,
     ItemState,
     ItemWrite,
     Op,
@@ -106,7 +107,8 @@ def item_state(info: ObjectInfo) -> ItemState:
     )
 
 
-def tombstone(row: CatalogRow, at: float) -> ItemState:
+def tombstone(row: CatalogRow | Item, at: float) -> ItemState:
+    """The deleted state of a row, as read by a scan or as an item."""
     return ItemState(
         key=row.key,
         size=row.size,

@@ -26,8 +26,6 @@ from syncd.catalog.types import (
     Catalog,
     Fence,
     InventoryApplied,
-    Item,
-    ItemState,
     ItemWrite,
     Op,
     RunCounts,
@@ -48,6 +46,7 @@ from syncd.reconcile import (
     finish_result,
     item_state,
     start_run,
+    tombstone,
 )
 from syncd.storage import key_filter, open_store
 from syncd.storage.types import ObjectInfo, Store
@@ -222,7 +221,7 @@ def _merge(
         for rows in engine.batches(con, engine.DELETES, None, BATCH_SIZE):
             current = catalog.rows_of(result.dataset, driver.name, [r[0] for r in rows])
             writes = [
-                ItemWrite(Op.DELETED, _tombstone(current[key], at))
+                ItemWrite(Op.DELETED, tombstone(current[key], at))
                 for (key,) in rows
                 if key in current and not current[key].deleted
             ]
@@ -274,21 +273,6 @@ def _apply(
         writer.apply(writes, result.counts)
     if progress is not None:
         progress(result.counts)
-
-
-def _tombstone(item: Item, at: float) -> ItemState:
-    return ItemState(
-        key=item.key,
-        size=item.size,
-        mtime=item.mtime,
-        etag=item.etag,
-        version=item.version,
-        content_type=item.content_type,
-        media_kind=item.media_kind,
-        order_token=item.order_token,
-        observed_at=at,
-        deleted=True,
-    )
 
 
 def _gcs_token() -> Callable[[str | None, str | None], str | None]:
