@@ -441,12 +441,29 @@ class Driver(_Model):
     #: bucket) instead of listing it.
     listing: Literal["list", "inventory"] = "list"
     inventory: Inventory | None = None
+    #: Key-range shards: the keys where each shard after the first begins, ascending. Each
+    #: shard is reconciled as its own run (its own lease in `syncd run`), so replicas share
+    #: a large driver.
+    shards: tuple[str, ...] = Field(default=(), max_length=1023)
 
     @model_validator(mode="after")
     def _inventory(self) -> Driver:
         if self.listing == "inventory" and self.inventory is None:
             raise ValueError("listing: inventory needs an `inventory:` block (bucket, prefix)")
         return self
+
+    @field_validator("shards")
+    @classmethod
+    def _shards(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for index, start in enumerate(value):
+            if not start:
+                raise ValueError(f"shards[{index}] is empty: the first shard already starts there")
+            if index and start <= value[index - 1]:
+                raise ValueError(
+                    f"shards[{index}] {start!r} does not sort after {value[index - 1]!r}: "
+                    "list the boundaries in ascending (UTF-8 byte) order, each once"
+                )
+        return value
 
     @field_validator("prefix")
     @classmethod

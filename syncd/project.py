@@ -76,6 +76,7 @@ class Project:
         max_delete: MaxDelete | str | int | None = None,
         progress_for: ProgressFor = _no_progress,
         plan_limit: int | None = PLAN_LIMIT,
+        shard: int | None = None,
     ) -> SyncReport:
         """Reconcile every selected (dataset, driver) pair. A dry run writes nothing, and
         creates no catalog where there was none; its plan lists up to `plan_limit` changes
@@ -98,6 +99,7 @@ class Project:
                 max_delete=limit,
                 progress_for=progress_for,
                 plan_limit=plan_limit,
+                shard=shard,
             )
         finally:
             if catalog is not None:

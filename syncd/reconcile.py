@@ -45,6 +45,7 @@ from syncd.errors import (
 )
 from syncd.logs import scrub
 from syncd.media import media_kind
+from syncd.shards import Shard, within
 from syncd.storage import key_filter
 from syncd.storage.deadline import Deadline
 from syncd.storage.fanout import fan_out_listing
@@ -89,6 +90,8 @@ class SyncResult:
     error_kind: str | None = None
     #: Things skipped that are not errors (a symlink cycle, a link leaving the folder).
     warnings: list[str] = field(default_factory=list)
+    #: The key range reconciled; None: the whole driver.
+    shard: Shard | None = None
 
 
 def item_state(info: ObjectInfo) -> ItemState:
@@ -317,7 +320,13 @@ class _Pass:
 
 
 def _listing(
-    store: Lister, driver: Driver, keys: KeyFilter, counts: RunCounts, *, sort: bool
+    store: Lister,
+    driver: Driver,
+    keys: KeyFilter,
+    counts: RunCounts,
+    *,
+    sort: bool,
+    shard: Shard | None = None,
 ) -> Iterator[Listed]:
     def rejected(_: Listed) -> None:
         counts.skipped += 1
@@ -325,9 +334,15 @@ def _listing(
     def listing() -> Iterator[Listed]:
         if driver.fan_out > 1 and isinstance(store, PrefixLister):
             return fan_out_listing(store, driver.prefix, concurrency=driver.fan_out)
-        return store.list(driver.prefix)
+        return store.list(driver.prefix, shard.list_after if shard is not None else None)
 
-    listed = listing()
+    def position(entry: Listed) -> str:
+        # A gap over a folder the shard begins inside holds the shard's rows under it.
+        if shard is not None and isinstance(entry, Gap) and entry.covers(shard.start):
+            return shard.start
+        return entry.key
+
+    listed = within(listing(), shard, position, ordered=not sort)
     if keys.skip and store.skipped_by_store == keys.skip:
         # The store pruned skipped files and folders as it walked; checking again is waste.
         keys = keys.without_skip()
@@ -349,8 +364,10 @@ def reconcile(
     fence: Fence | None = None,
     stop: threading.Event | None = None,
     on_start: Callable[[int], None] | None = None,
+    shard: Shard | None = None,
 ) -> SyncResult:
-    """Bring `dataset`'s items from `driver` in step with `store`'s listing.
+    """Bring `dataset`'s items from `driver` in step with `store`'s listing (of the keys
+    `shard` covers, when given: rows outside it are neither read nor touched).
 
     Never raises for a listing or catalog failure: the result says `aborted` (nothing was
     deleted) or `failed`, with the reason, and the run's history says the same. An interrupt
@@ -365,7 +382,9 @@ def reconcile(
     started = time.monotonic()
     wall_start = time.time()
     counts = RunCounts()
-    result = SyncResult(dataset, driver.name, RunStatus.RUNNING, counts, dry_run=dry_run)
+    result = SyncResult(
+        dataset, driver.name, RunStatus.RUNNING, counts, dry_run=dry_run, shard=shard
+    )
     keys = key_filter(driver)
     limit = max_delete or driver.max_delete
 
@@ -374,20 +393,27 @@ def reconcile(
     if result.run_id is not None:
         assert dataset_id is not None and driver_id is not None
         writer = RunWriter(catalog, dataset_id, driver_id, result.run_id, watermark, fence)
-    bound = log.bind(dataset=dataset, driver=driver.name, run_id=result.run_id, dry_run=dry_run)
+    bound = log.bind(
+        dataset=dataset,
+        driver=driver.name,
+        run_id=result.run_id,
+        dry_run=dry_run,
+        **_shard_log(shard),
+    )
     bound.info("sync started", provider=provider, bucket=driver.bucket, prefix=driver.prefix)
 
     def rows() -> Iterator[RawRow]:
         if dataset_id is None or driver_id is None:
             return iter(())
-        return catalog.scan(dataset_id, driver_id)
+        scan = catalog.scan(dataset_id, driver_id, shard.list_after if shard else None)
+        return within(scan, shard, _row_key, ordered=True)
 
     sort = not store.sorted_listing
     clock = Deadline(driver.listing_deadline, f"driver {driver.name}", stop)
     merge = _Pass(writer, counts, result.plan, progress, plan_limit, clock)
     try:
         try:
-            merge.run(_listing(store, driver, keys, counts, sort=sort), rows())
+            merge.run(_listing(store, driver, keys, counts, sort=sort, shard=shard), rows())
         except ListingOrderError as exc:
             # Writes so far compared each key with its own row, so they stand; only the held
             # deletes are suspect. Merge again over the listing sorted on disk.
@@ -397,7 +423,7 @@ def reconcile(
             written = counts.added + counts.updated
             counts.listed = counts.unchanged = counts.skipped = 0
             merge = _Pass(writer, counts, result.plan, progress, plan_limit, clock)
-            merge.run(_listing(store, driver, keys, counts, sort=True), rows())
+            merge.run(_listing(store, driver, keys, counts, sort=True, shard=shard), rows())
             counts.unchanged = max(0, counts.unchanged - written)
         clock.check()
         result.errors.extend(merge.unreadable[:MAX_REPORTED])
@@ -427,11 +453,19 @@ def start_run(
     driver_id = catalog.driver_id(driver.name, provider, driver.bucket, driver.prefix)
     watermark = catalog.last_change_id()
     result.run_id = catalog.begin_run(
-        dataset_id, driver_id, watermark=watermark, takeover=fence is not None
+        dataset_id, driver_id, watermark=watermark, takeover=fence is not None, shard=result.shard
     )
     if on_start is not None:
         on_start(result.run_id)
     return dataset_id, driver_id, watermark
+
+
+def _row_key(row: RawRow) -> str:
+    return str(row[0])
+
+
+def _shard_log(shard: Shard | None) -> dict[str, str]:
+    return {} if shard is None else {"shard": shard.label}
 
 
 def ended_by(

@@ -128,11 +128,12 @@ def _text(value: str | None) -> str | None:
     return value if len(value) <= TEXT_MAX else value[: TEXT_MAX - 1] + "…"
 
 
-def _pairs_by_dataset(state: DaemonState | None) -> dict[str, dict[str, PairState]]:
-    out: dict[str, dict[str, PairState]] = {}
+def _pairs_by_dataset(state: DaemonState | None) -> dict[str, dict[str, list[PairState]]]:
+    """Each driver's schedule state: one per shard of a sharded driver."""
+    out: dict[str, dict[str, list[PairState]]] = {}
     if state is not None:
         for pair in list(state.pairs.values()):
-            out.setdefault(pair.dataset, {})[pair.driver] = pair
+            out.setdefault(pair.dataset, {}).setdefault(pair.driver, []).append(pair)
     return out
 
 
@@ -148,17 +149,37 @@ def _latest_runs(
         for run in runs:  # newest first
             newest.setdefault(run.driver, run)
             if run.status is not RunStatus.RUNNING:
-                finished.setdefault(run.driver, run)
+                # A sharded driver is failing while any of its shards is: the newest failed
+                # shard run stands for it over a sibling's later success.
+                seen = finished.get(run.driver)
+                if seen is None or (
+                    run.status in FAILING
+                    and seen.status not in FAILING
+                    and run.shard is not None
+                    and not _later_run_of(runs, run)
+                ):
+                    finished[run.driver] = run
         if len(runs) < limit or drivers <= finished.keys() or limit >= RUNS_MOST:
             return newest, finished
         limit *= 10
+
+
+def _later_run_of(runs: list[SyncRun], run: SyncRun) -> bool:
+    """Whether a newer finished run of the same driver and key range is among `runs`."""
+    return any(
+        other.id > run.id
+        and other.driver == run.driver
+        and other.shard == run.shard
+        and other.status is not RunStatus.RUNNING
+        for other in runs
+    )
 
 
 def _driver_row(
     name: str,
     newest: SyncRun | None,
     finished: SyncRun | None,
-    pair: PairState | None,
+    shards: list[PairState] | None,
     now: float,
 ) -> dict[str, Any]:
     failing = finished is not None and finished.status in FAILING
@@ -170,9 +191,11 @@ def _driver_row(
         "age_seconds": None if at is None else round(max(0.0, now - at), 1),
         "last_finished": run_brief(finished) if finished is not None else None,
         "failing": failing,
-        "schedule": describe_schedule(pair.schedule) if pair is not None else None,
-        "running": bool(pair.running) if pair is not None else None,
-        "next_due": iso(pair.next_due) if pair is not None else None,
+        "schedule": describe_schedule(shards[0].schedule) if shards else None,
+        "running": any(p.running for p in shards) if shards else None,
+        "next_due": iso(min(due))
+        if (due := [p.next_due for p in shards or () if p.next_due])
+        else None,
     }
 
 

@@ -19,6 +19,7 @@ from syncd.config import Config, Dataset, Driver, MaxDelete, check_driver
 from syncd.errors import ConfigError, SyncdError
 from syncd.logs import scrub
 from syncd.reconcile import PLAN_LIMIT, Progress, SyncResult, reconcile
+from syncd.shards import Shard, shards_of
 from syncd.storage import open_store
 from syncd.storage.types import Lister
 
@@ -70,8 +71,10 @@ def sync_pairs(
     progress_for: ProgressFor = _no_progress,
     open_for: StoreOpener = config_store,
     plan_limit: int | None = PLAN_LIMIT,
+    shard: int | None = None,
 ) -> SyncReport:
-    """Reconcile each pair in turn; see `syncd.reconcile.reconcile` for one pair."""
+    """Reconcile each pair in turn, a sharded driver shard by shard (only shard index
+    `shard`, when given); see `syncd.reconcile.reconcile` for one pair."""
     report = SyncReport(dry_run)
     for dataset, driver in pairs:
         provider = config.integration(driver.integration).provider
@@ -89,22 +92,39 @@ def sync_pairs(
                 )
                 continue
             run = partial(reconcile, catalog, store)
-        try:
-            with progress_for(dataset, driver) as progress:
-                report.results.append(
-                    run(
-                        dataset=dataset.name,
-                        driver=driver,
-                        provider=provider,
-                        dry_run=dry_run,
-                        max_delete=max_delete,
-                        progress=progress,
-                        plan_limit=plan_limit,
+        for part in selected_shards(driver, shard):
+            try:
+                with progress_for(dataset, driver) as progress:
+                    report.results.append(
+                        run(
+                            dataset=dataset.name,
+                            driver=driver,
+                            provider=provider,
+                            dry_run=dry_run,
+                            max_delete=max_delete,
+                            progress=progress,
+                            plan_limit=plan_limit,
+                            shard=part,
+                        )
                     )
-                )
-        except RunConflict as exc:
-            report.conflicts.append(Conflict(dataset.name, driver.name, str(exc)))
+            except RunConflict as exc:
+                report.conflicts.append(Conflict(dataset.name, driver.name, str(exc)))
     return report
+
+
+def selected_shards(driver: Driver, index: int | None = None) -> list[Shard | None]:
+    """The runs one reconcile of `driver` is: each of its shards (or shard `index` alone),
+    or the whole driver when it has none."""
+    shards = shards_of(driver.shards)
+    if index is None:
+        return list(shards) or [None]
+    if not shards:
+        raise ConfigError(f"driver {driver.name} has no shards: leave out --shard")
+    if not 0 <= index < len(shards):
+        raise ConfigError(
+            f"driver {driver.name} has {len(shards)} shards: --shard takes 1 to {len(shards)}"
+        )
+    return [shards[index]]
 
 
 def store_failed(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from syncd.catalog.types import Change, DatasetSummary, DeadLetter, Item, PushRun, SyncRun
 from syncd.reconcile import SyncResult
+from syncd.shards import Shard
 
 if TYPE_CHECKING:
     from syncd.push.push import PushResult
@@ -67,6 +68,19 @@ def run_view(run: SyncRun) -> dict[str, Any]:
         "errors": list(run.errors),
         "host": run.host,
         "pid": run.pid,
+        "shard": shard_view(run.shard),
+    }
+
+
+def shard_view(shard: Shard | None) -> dict[str, Any] | None:
+    """A run's key range: `from` inclusive, `to` exclusive (null: to the last key)."""
+    if shard is None:
+        return None
+    return {
+        "index": shard.index + 1,
+        "of": shard.count,
+        "from": shard.start,
+        "to": shard.end,
     }
 
 
@@ -128,6 +142,7 @@ def result_view(result: SyncResult, *, plan: bool = True) -> dict[str, Any]:
         "errors": result.errors,
         "warnings": result.warnings,
         "elapsed_seconds": round(result.elapsed, 3),
+        "shard": shard_view(result.shard),
     }
     if result.dry_run and plan:
         out["plan"] = [{"op": str(p.op), "key": p.key, "size": p.size} for p in result.plan]

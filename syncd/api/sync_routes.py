@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from syncd.api.catalog_routes import context
 from syncd.api.problems import Problem
+from syncd.views import shard_view
 
 routes = web.RouteTableDef()
 
@@ -58,11 +59,13 @@ async def sync(request: web.Request) -> web.Response:
     refused: list[dict[str, Any]] = []
     for name in names:
         driver = ctx.config.driver(name)
-        outcome = await asyncio.wrap_future(daemon.trigger(dataset, driver))
-        if isinstance(outcome, int):
-            started.append({"dataset": dataset.name, "driver": name, "run_id": outcome})
-        else:
-            refused.append({"dataset": dataset.name, "driver": name, "reason": outcome})
+        for shard, future in daemon.trigger(dataset, driver):
+            outcome = await asyncio.wrap_future(future)
+            which = {"dataset": dataset.name, "driver": name, "shard": shard_view(shard)}
+            if isinstance(outcome, int):
+                started.append({**which, "run_id": outcome})
+            else:
+                refused.append({**which, "reason": outcome})
     if not started:
         raise Problem(
             409, "; ".join(f"{r['driver']}: {r['reason']}" for r in refused), refused=refused

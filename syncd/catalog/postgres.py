@@ -109,6 +109,14 @@ MIGRATIONS: list[list[str]] = [
         "taken_at DOUBLE PRECISION NOT NULL, manifest TEXT NOT NULL, key_filter TEXT NOT NULL, "
         "applied_at DOUBLE PRECISION NOT NULL)",
     ],
+    [
+        "ALTER TABLE sync_runs ADD COLUMN shard TEXT",
+        "ALTER TABLE sync_runs ADD COLUMN key_from TEXT",
+        "ALTER TABLE sync_runs ADD COLUMN key_to TEXT",
+        "ALTER TABLE inventory_state ADD COLUMN shard TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE inventory_state DROP CONSTRAINT inventory_state_pkey",
+        "ALTER TABLE inventory_state ADD PRIMARY KEY (driver_id, shard)",
+    ],
 ]
 # Any constant works: it only has to be the same in every process that migrates.
 _MIGRATION_LOCK = 0x5F5C_D000

@@ -44,6 +44,7 @@ from syncd.catalog.types import (
     WriteResult,
 )
 from syncd.errors import LeaseLost
+from syncd.shards import Shard
 
 ROW_COLUMNS = (
     "key, size, mtime, etag, version, deleted, change_id, order_token, observed_at, "
@@ -56,7 +57,8 @@ ITEM_COLUMNS = (
 CHANGE_COLUMNS = "id, dataset_id, driver_id, key, op, size, etag, version, at, run_id"
 RUN_COLUMNS = (
     "r.id, ds.name, dr.name, r.status, r.started_at, r.heartbeat_at, r.finished_at, r.listed, "
-    "r.added, r.updated, r.deleted, r.unchanged, r.skipped, r.errors, r.reason, r.host, r.pid"
+    "r.added, r.updated, r.deleted, r.unchanged, r.skipped, r.errors, r.reason, r.host, r.pid, "
+    "r.shard, r.key_from, r.key_to"
 )
 UPSERT_SET = (
     "size = excluded.size, mtime = excluded.mtime, etag = excluded.etag, "
@@ -277,20 +279,26 @@ class SqlCatalog(ABC):
         watermark: int,
         stale_after: float = 300.0,
         takeover: bool = False,
+        shard: Shard | None = None,
     ) -> int:
         now = time.time()
         host = socket.gethostname()
+        start, end = (shard.start, shard.end) if shard is not None else ("", None)
         with self._locked() as cur:
             cur.execute(
                 self._sql(
-                    "SELECT id, host, pid, heartbeat_at FROM sync_runs "
+                    "SELECT id, host, pid, heartbeat_at, key_from, key_to FROM sync_runs "
                     "WHERE dataset_id = ? AND driver_id = ? AND status = 'running'"
                 ),
                 (dataset_id, driver_id),
             )
-            for run_id, run_host, pid, heartbeat in cur.fetchall():
+            for run_id, run_host, pid, heartbeat, key_from, key_to in cur.fetchall():
+                theirs = Shard(0, 1, key_from or "", key_to)
+                if not theirs.overlaps(start, end):
+                    continue
+                same = (key_from or "", key_to) == (start, end)
                 dead = run_host == host and not _pid_alive(int(pid))
-                if takeover or dead or now - heartbeat > stale_after:
+                if (takeover and same) or dead or now - heartbeat > stale_after:
                     if takeover:
                         why = "its replica lost the lease"
                     else:
@@ -308,10 +316,21 @@ class SqlCatalog(ABC):
             cur.execute(
                 self._sql(
                     "INSERT INTO sync_runs (dataset_id, driver_id, status, started_at, "
-                    "heartbeat_at, watermark, host, pid, errors) "
-                    "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, '[]') RETURNING id"
+                    "heartbeat_at, watermark, host, pid, errors, shard, key_from, key_to) "
+                    "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, '[]', ?, ?, ?) RETURNING id"
                 ),
-                (dataset_id, driver_id, now, now, watermark, host, os.getpid()),
+                (
+                    dataset_id,
+                    driver_id,
+                    now,
+                    now,
+                    watermark,
+                    host,
+                    os.getpid(),
+                    shard.label if shard is not None else None,
+                    start if shard is not None else None,
+                    end,
+                ),
             )
             return int(cur.fetchone()[0])
 
@@ -595,6 +614,7 @@ class SqlCatalog(ABC):
                 reason=r[14],
                 host=r[15],
                 pid=int(r[16]),
+                shard=_shard_of(r[17], r[18], r[19]),
             )
             for r in rows
         ]
@@ -786,26 +806,40 @@ class SqlCatalog(ABC):
                 hi = mid - 1
         return lo
 
-    def inventory_applied(self, driver_id: int) -> InventoryApplied | None:
-        """The newest inventory report applied to this driver, and under which key filter."""
+    def inventory_applied(
+        self, driver_id: int, shard: Shard | None = None
+    ) -> InventoryApplied | None:
+        """The newest inventory report applied to this driver (or key range), and under which
+        key filter."""
         row = self._run(
             self._sql(
-                "SELECT taken_at, manifest, key_filter FROM inventory_state WHERE driver_id = ?"
+                "SELECT taken_at, manifest, key_filter FROM inventory_state "
+                "WHERE driver_id = ? AND shard = ?"
             ),
-            (driver_id,),
+            (driver_id, shard.state_key if shard is not None else ""),
         ).fetchone()
         return None if row is None else InventoryApplied(float(row[0]), str(row[1]), str(row[2]))
 
-    def save_inventory_applied(self, driver_id: int, applied: InventoryApplied) -> None:
+    def save_inventory_applied(
+        self, driver_id: int, applied: InventoryApplied, shard: Shard | None = None
+    ) -> None:
         with self._guard(), self._lease_tx() as cur:
             cur.execute(
                 self._sql(
-                    "INSERT INTO inventory_state (driver_id, taken_at, manifest, key_filter, "
-                    "applied_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (driver_id) DO UPDATE SET "
+                    "INSERT INTO inventory_state (driver_id, shard, taken_at, manifest, "
+                    "key_filter, applied_at) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (driver_id, shard) DO UPDATE SET "
                     "taken_at = excluded.taken_at, manifest = excluded.manifest, "
                     "key_filter = excluded.key_filter, applied_at = excluded.applied_at"
                 ),
-                (driver_id, applied.taken_at, applied.manifest, applied.key_filter, time.time()),
+                (
+                    driver_id,
+                    shard.state_key if shard is not None else "",
+                    applied.taken_at,
+                    applied.manifest,
+                    applied.key_filter,
+                    time.time(),
+                ),
             )
 
     # -- labeling targets ----------------------------------------------------------------
@@ -1204,6 +1238,13 @@ def link_hash(key: str) -> str:
 def _link(row: Sequence[Any]) -> TaskLink:
     task_id = None if row[2] is None else int(row[2])
     return TaskLink(row[0], row[1], task_id, row[3], row[4], int(row[5]), row[6])
+
+
+def _shard_of(label: str | None, start: str | None, end: str | None) -> Shard | None:
+    if label is None or start is None:
+        return None
+    index, _, count = label.partition("/")
+    return Shard(int(index) - 1, int(count), start, end)
 
 
 def _pid_alive(pid: int) -> bool:

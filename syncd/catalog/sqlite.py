@@ -106,6 +106,19 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE inventory_state (driver_id INTEGER PRIMARY KEY, taken_at REAL NOT NULL, "
         "manifest TEXT NOT NULL, key_filter TEXT NOT NULL, applied_at REAL NOT NULL) STRICT",
     ],
+    # Key-range shards: a run names its range; inventory state is kept per range.
+    [
+        "ALTER TABLE sync_runs ADD COLUMN shard TEXT",
+        "ALTER TABLE sync_runs ADD COLUMN key_from TEXT",
+        "ALTER TABLE sync_runs ADD COLUMN key_to TEXT",
+        "CREATE TABLE inventory_shards (driver_id INTEGER NOT NULL, shard TEXT NOT NULL, "
+        "taken_at REAL NOT NULL, manifest TEXT NOT NULL, key_filter TEXT NOT NULL, "
+        "applied_at REAL NOT NULL, PRIMARY KEY (driver_id, shard)) STRICT",
+        "INSERT INTO inventory_shards SELECT driver_id, '', taken_at, manifest, key_filter, "
+        "applied_at FROM inventory_state",
+        "DROP TABLE inventory_state",
+        "ALTER TABLE inventory_shards RENAME TO inventory_state",
+    ],
 ]
 
 

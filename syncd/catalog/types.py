@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, NamedTuple, Protocol
 
+from syncd.shards import Shard
+
 
 class Op(StrEnum):
     ADDED = "added"
@@ -145,6 +147,8 @@ class SyncRun:
     reason: str | None
     host: str
     pid: int
+    #: The key range the run reconciled; None: the whole driver.
+    shard: Shard | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,9 +321,11 @@ class Catalog(Protocol):
         watermark: int,
         stale_after: float = 300.0,
         takeover: bool = False,
+        shard: Shard | None = None,
     ) -> int:
-        """Record a run `running`. A live run of the same pair raises `RunConflict`, unless
-        `takeover` (the caller holds the pair's lease, so that run's replica lost it)."""
+        """Record a run `running` (of one key range, with `shard`). A live run of the same
+        pair whose range overlaps raises `RunConflict`, unless `takeover` and it is of the
+        same range (the caller holds that range's lease, so the run's replica lost it)."""
         ...
 
     def finish_run(
@@ -418,9 +424,13 @@ class Catalog(Protocol):
         """The newest change id written before `ts` (0: none)."""
         ...
 
-    def inventory_applied(self, driver_id: int) -> InventoryApplied | None: ...
+    def inventory_applied(
+        self, driver_id: int, shard: Shard | None = None
+    ) -> InventoryApplied | None: ...
 
-    def save_inventory_applied(self, driver_id: int, applied: InventoryApplied) -> None: ...
+    def save_inventory_applied(
+        self, driver_id: int, applied: InventoryApplied, shard: Shard | None = None
+    ) -> None: ...
 
     # -- labeling targets -------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import sys
 from contextlib import AbstractContextManager
 from typing import Any
 
-from syncd.cli.context import exit_for, max_delete_arg, project_of
+from syncd.cli.context import UsageError, exit_for, max_delete_arg, project_of
 from syncd.cli.render import emit_json, progress, size, table
 from syncd.config import Dataset, Driver
 from syncd.reconcile import PLAN_LIMIT, Progress, SyncResult
@@ -19,6 +19,8 @@ SHORT_PLAN = 20
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    if args.shard is not None and args.driver is None:
+        raise UsageError("--shard needs --driver: shards are one driver's key ranges")
     project = project_of(args)
     show = sys.stderr.isatty() and not args.json
 
@@ -33,6 +35,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
             max_delete=args.max_delete,
             progress_for=progress_for,
             plan_limit=None if args.json or args.plan else PLAN_LIMIT,
+            shard=args.shard - 1 if args.shard is not None else None,
         )
     finally:
         project.close()
@@ -73,7 +76,7 @@ def print_report(report: SyncReport, plan_rows: int | None = SHORT_PLAN) -> None
         (
             (
                 r.dataset,
-                r.driver,
+                driver_label(r),
                 "planned" if dry_run and r.status == "succeeded" else r.status,
                 f"{r.counts.listed:,}",
                 f"{r.counts.added:,}",
@@ -89,7 +92,7 @@ def print_report(report: SyncReport, plan_rows: int | None = SHORT_PLAN) -> None
     for r in report.results:
         if dry_run and r.plan:
             _print_plan(r, plan_rows)
-        label = f"{r.dataset} ← {r.driver}"
+        label = f"{r.dataset} ← {driver_label(r)}"
         if r.reason:
             print(f"{label}: {r.status}: {r.reason}", file=sys.stderr)
         for error in r.errors[:10]:
@@ -105,10 +108,16 @@ def print_report(report: SyncReport, plan_rows: int | None = SHORT_PLAN) -> None
         print(f"{conflict.dataset} ← {conflict.driver}: {conflict.error}", file=sys.stderr)
 
 
+def driver_label(result: SyncResult) -> str:
+    if result.shard is None:
+        return result.driver
+    return f"{result.driver} [shard {result.shard.label}]"
+
+
 def _print_plan(result: SyncResult, rows: int | None) -> None:
     shown = result.plan if rows is None else result.plan[:rows]
     table(
-        f"{result.dataset} ← {result.driver}: planned changes",
+        f"{result.dataset} ← {driver_label(result)}: planned changes",
         ("op", "key", "size"),
         ((p.op, p.key, size(p.size)) for p in shown),
     )
@@ -118,10 +127,26 @@ def _print_plan(result: SyncResult, rows: int | None) -> None:
         print(f"... and {planned - len(shown):,} more{hint}")
 
 
+def _shard_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard takes a shard number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("--shard counts from 1")
+    return value
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("sync", help="reconcile drivers into datasets")
     p.add_argument("--dataset", help="only this dataset's drivers")
     p.add_argument("--driver", help="only this driver")
+    p.add_argument(
+        "--shard",
+        type=_shard_arg,
+        metavar="N",
+        help="with --driver: only its shard N (1 to the number of shards)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     p.add_argument("--plan", action="store_true", help="with --dry-run: print every planned change")
     p.add_argument("--json", action="store_true", help="print one JSON result on stdout")

@@ -41,8 +41,9 @@ from syncd.daemon.schedule import Cron, Every, latest_due, next_due, schedule_of
 from syncd.errors import SyncdError
 from syncd.events.apply import BatchResult, EventApplier, Route
 from syncd.reconcile import SyncResult, reconcile
+from syncd.shards import Shard
 from syncd.storage.types import ObjectInfo, Store
-from syncd.sync import config_store, store_failed
+from syncd.sync import config_store, selected_shards, store_failed
 
 log = structlog.get_logger("syncd.daemon")
 
@@ -54,8 +55,9 @@ REPLICA_ENV = "SYNCD_REPLICA"
 TICK = 0.5
 
 
-def pair_name(dataset: str, driver: str) -> str:
-    return f"{dataset}/{driver}"
+def pair_name(dataset: str, driver: str, shard: Shard | None = None) -> str:
+    """Names a pair's (or one shard's) lease and schedule slots."""
+    return f"{dataset}/{driver}" if shard is None else f"{dataset}/{driver}#{shard.label}"
 
 
 class RouteStats:
@@ -85,6 +87,7 @@ class PairState:
     last_slot: int | None = None
     last_result: SyncResult | None = None
     next_due: float | None = None
+    shard: Shard | None = None
 
 
 @dataclass(slots=True)
@@ -122,8 +125,11 @@ class Daemon:
         self.deliverer: WebhookDeliverer | None = None
         self.pusher: TargetPusher | None = None
         for dataset, driver in config.pairs():
-            name = pair_name(dataset.name, driver.name)
-            self.state.pairs[name] = PairState(dataset.name, driver.name, self._schedule(driver))
+            for shard in selected_shards(driver):
+                name = pair_name(dataset.name, driver.name, shard)
+                self.state.pairs[name] = PairState(
+                    dataset.name, driver.name, self._schedule(driver), shard=shard
+                )
 
     def _schedule(self, driver: Driver) -> Every | Cron:
         if driver.schedule is not None:
@@ -140,11 +146,12 @@ class Daemon:
         driver: Driver,
         slot: int | None = None,
         started: Future[int | str] | None = None,
+        shard: Shard | None = None,
     ) -> Future[SyncResult | None] | None:
-        """A reconcile of the pair in the sync pool (for schedule `slot`, when given), unless
-        one is already running here. `started` gets the run id once the run is recorded, or
-        the reason it did not start."""
-        pair = self.state.pairs[pair_name(dataset.name, driver.name)]
+        """A reconcile of the pair (or one shard of it) in the sync pool (for schedule
+        `slot`, when given), unless one is already running here. `started` gets the run id
+        once the run is recorded, or the reason it did not start."""
+        pair = self.state.pairs[pair_name(dataset.name, driver.name, shard)]
         if pair.running or self.stop.is_set():
             if started is not None:
                 started.set_result(
@@ -152,17 +159,23 @@ class Daemon:
                 )
             return None
         pair.running = True
-        future = self.sync_pool.submit(self._sync, dataset, driver, slot, started)
+        future = self.sync_pool.submit(self._sync, dataset, driver, slot, started, shard)
         with self._jobs_lock:
             self._jobs.add(future)
         future.add_done_callback(self._job_done)
         return future
 
-    def trigger(self, dataset: Dataset, driver: Driver) -> Future[int | str]:
-        """Start a reconcile now (the API's POST /sync): the run id, or why it did not start."""
-        started: Future[int | str] = Future()
-        self.submit_sync(dataset, driver, started=started)
-        return started
+    def trigger(
+        self, dataset: Dataset, driver: Driver
+    ) -> list[tuple[Shard | None, Future[int | str]]]:
+        """Start a reconcile now (the API's POST /sync), of every shard of a sharded driver:
+        each run's id, or why it did not start."""
+        out = []
+        for shard in selected_shards(driver):
+            started: Future[int | str] = Future()
+            self.submit_sync(dataset, driver, started=started, shard=shard)
+            out.append((shard, started))
+        return out
 
     def _job_done(self, future: Future[SyncResult | None]) -> None:
         with self._jobs_lock:
@@ -174,8 +187,9 @@ class Daemon:
         driver: Driver,
         slot: int | None,
         started: Future[int | str] | None,
+        shard: Shard | None = None,
     ) -> SyncResult | None:
-        name = pair_name(dataset.name, driver.name)
+        name = pair_name(dataset.name, driver.name, shard)
         pair = self.state.pairs[name]
         structlog.contextvars.bind_contextvars(dataset=dataset.name, driver=driver.name)
 
@@ -204,7 +218,7 @@ class Daemon:
                     if not won:
                         return None
                     log.info("schedule slot due", slot=slot)
-                result = self._reconcile(dataset, driver, fence, started)
+                result = self._reconcile(dataset, driver, fence, started, shard)
                 pair.last_result = result
                 self.metrics.run_finished(result)
                 self._committed()
@@ -229,7 +243,12 @@ class Daemon:
             structlog.contextvars.unbind_contextvars("dataset", "driver")
 
     def _reconcile(
-        self, dataset: Dataset, driver: Driver, fence: Fence, started: Future[int | str] | None
+        self,
+        dataset: Dataset,
+        driver: Driver,
+        fence: Fence,
+        started: Future[int | str] | None,
+        shard: Shard | None,
     ) -> SyncResult:
         catalog = self.catalogs.get()
         provider = self.config.integration(driver.integration).provider
@@ -250,6 +269,7 @@ class Daemon:
                 fence=fence,
                 stop=self.stop,
                 on_start=on_start,
+                shard=shard,
             )
         try:
             store = config_store(driver, self.config)
@@ -264,19 +284,21 @@ class Daemon:
             fence=fence,
             stop=self.stop,
             on_start=on_start,
+            shard=shard,
         )
 
     def _due(self, now: float, not_before: float) -> None:
         """Start every pair whose latest slot since `not_before` this replica has not seen."""
         for dataset, driver in self.config.pairs():
-            name = pair_name(dataset.name, driver.name)
-            pair = self.state.pairs[name]
-            pair.next_due = next_due(pair.schedule, name, now)[1]
-            if pair.running:
-                continue
-            slot = latest_due(pair.schedule, name, now, not_before)
-            if slot is not None and slot != pair.last_slot:
-                self.submit_sync(dataset, driver, slot)
+            for shard in selected_shards(driver):
+                name = pair_name(dataset.name, driver.name, shard)
+                pair = self.state.pairs[name]
+                pair.next_due = next_due(pair.schedule, name, now)[1]
+                if pair.running:
+                    continue
+                slot = latest_due(pair.schedule, name, now, not_before)
+                if slot is not None and slot != pair.last_slot:
+                    self.submit_sync(dataset, driver, slot, shard=shard)
 
     # -- sources -----------------------------------------------------------------------------
 

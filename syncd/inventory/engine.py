@@ -16,6 +16,7 @@ from typing import Any
 from syncd.catalog.types import Catalog
 from syncd.errors import Unsupported
 from syncd.inventory.reports import InventoryError, Report
+from syncd.shards import Shard
 from syncd.storage.types import Store
 
 #: Bytes read per request when a data file is copied to the local folder DuckDB reads.
@@ -173,6 +174,7 @@ def report_relation(
     bucket: str,
     versioned: bool,
     keep: Callable[[str], bool] | None = None,
+    shard: Shard | None = None,
 ) -> None:
     """Create view `report(key, size, mtime, etag, version, content_type, metageneration)`:
     the live objects under `prefix`, one row per key, as a listing of the bucket shows them."""
@@ -263,8 +265,17 @@ def report_relation(
         f"nullif({text('content_type')}, '') AS content_type, "
         f"{text('metageneration')} AS metageneration "
         f"FROM raw_report WHERE {scope} AND {' AND '.join(live)}) "
-        f"WHERE key IS NOT NULL AND starts_with(key, {_quote(prefix)}){_kept(con, keep)}"
+        f"WHERE key IS NOT NULL AND starts_with(key, {_quote(prefix)}){_within(shard)}"
+        f"{_kept(con, keep)}"
     )
+
+
+def _within(shard: Shard | None) -> str:
+    """The condition that keeps a shard's keys (VARCHAR compares bytes: UTF-8 order)."""
+    if shard is None:
+        return ""
+    end = f" AND key < {_quote(shard.end)}" if shard.end is not None else ""
+    return f" AND key >= {_quote(shard.start)}{end}"
 
 
 def _kept(con: Any, keep: Callable[[str], bool] | None) -> str:
@@ -284,7 +295,11 @@ def _kept(con: Any, keep: Callable[[str], bool] | None) -> str:
 
 
 def catalog_relation(
-    con: Any, catalog: Catalog, dataset_id: int | None, driver_id: int | None
+    con: Any,
+    catalog: Catalog,
+    dataset_id: int | None,
+    driver_id: int | None,
+    shard: Shard | None = None,
 ) -> None:
     """Create view `items`: the catalog's rows of this dataset and driver, read in place
     (SQLite and PostgreSQL scanners), or from a snapshot for any other catalog."""
@@ -292,6 +307,7 @@ def catalog_relation(
     from syncd.catalog.sqlite import SqliteCatalog
 
     where = f"dataset_id = {int(dataset_id or 0)} AND driver_id = {int(driver_id or 0)}"
+    where += _within(shard)
     if isinstance(catalog, SqliteCatalog) and catalog.path != ":memory:":
         con.execute(
             f"LOAD {_quote(extension('duckdb_extension_sqlite_scanner', 'sqlite_scanner'))}"

@@ -48,6 +48,7 @@ from syncd.reconcile import (
     start_run,
     tombstone,
 )
+from syncd.shards import Shard
 from syncd.storage import key_filter, open_store
 from syncd.storage.types import ObjectInfo, Store
 
@@ -84,22 +85,32 @@ def reconcile_inventory(
     stop: threading.Event | None = None,
     on_start: Callable[[int], None] | None = None,
     reports: Store | None = None,
+    shard: Shard | None = None,
 ) -> SyncResult:
-    """Like `syncd.reconcile.reconcile`, from the newest report instead of a listing."""
+    """Like `syncd.reconcile.reconcile`, from the newest report instead of a listing (of the
+    keys `shard` covers, when given)."""
     assert driver.inventory is not None
     started = time.monotonic()
     counts = RunCounts()
-    result = SyncResult(dataset, driver.name, RunStatus.RUNNING, counts, dry_run=dry_run)
+    result = SyncResult(
+        dataset, driver.name, RunStatus.RUNNING, counts, dry_run=dry_run, shard=shard
+    )
     limit = max_delete or driver.max_delete
     writer: RunWriter | None = None
     dataset_id, driver_id, _ = start_run(catalog, result, driver, provider, fence, on_start)
-    bound = log.bind(dataset=dataset, driver=driver.name, run_id=result.run_id, dry_run=dry_run)
+    bound = log.bind(
+        dataset=dataset,
+        driver=driver.name,
+        run_id=result.run_id,
+        dry_run=dry_run,
+        **({"shard": shard.label} if shard is not None else {}),
+    )
     bound.info("sync started", provider=provider, listing="inventory", bucket=driver.bucket)
     try:
         store = reports or inventory_store(config, driver)
         report = latest_report(store, driver.inventory, provider, driver.bucket, driver.prefix)
         problem = report.problem
-        applied = catalog.inventory_applied(driver_id) if driver_id is not None else None
+        applied = catalog.inventory_applied(driver_id, shard) if driver_id is not None else None
         if problem is None and applied is not None and report.taken_at < applied.taken_at:
             problem = (
                 f"it is older than the report applied last ({applied.manifest}); the newer one "
@@ -141,7 +152,7 @@ def reconcile_inventory(
             )
         if status is RunStatus.SUCCEEDED and writer is not None and driver_id is not None:
             catalog.save_inventory_applied(
-                driver_id, InventoryApplied(report.taken_at, report.manifest, rules)
+                driver_id, InventoryApplied(report.taken_at, report.manifest, rules), shard
             )
     except BaseException as exc:
         return ended_by(exc, catalog, result, started, bound, "inventory report failed")
@@ -180,8 +191,9 @@ def _merge(
             bucket=driver.bucket,
             versioned=driver.versioned,
             keep=keys.accepts if every_key and ids[1] is not None else None,
+            shard=result.shard,
         )
-        engine.catalog_relation(con, catalog, *ids)
+        engine.catalog_relation(con, catalog, *ids, shard=result.shard)
         con.execute(engine.DIFF, {"asof": asof})
         listed = _count(con, "SELECT count(*) FROM report")
         held = _count(con, "SELECT count(*) FROM diff WHERE op = 'delete'")

@@ -113,6 +113,42 @@ def hourly(config: dict[str, Any]) -> None:
     config["drivers"][0]["schedule"] = {"every": "1h"}
 
 
+def run_succeeded(api: Api, run_id: int) -> bool:
+    return bool(api.get(f"/v1/runs/{run_id}").json()["status"] == "succeeded")
+
+
+def sharded(config: dict[str, Any]) -> None:
+    hourly(config)
+    config["drivers"][0]["shards"] = ["b", "c"]
+
+
+def test_post_sync_of_a_sharded_driver_starts_a_run_per_shard(
+    start_api: Callable[..., Api],
+) -> None:
+    api = start_api(files={"a.jpg": b"a", "b.jpg": b"b", "c.jpg": b"c"}, edit=sharded)
+
+    # The schedule's first slot runs each shard at start; the trigger follows it.
+    def first_slot_done() -> bool:
+        runs = api.get("/v1/runs").json()["runs"]
+        return len(runs) == 3 and all(r["status"] == "succeeded" for r in runs)
+
+    wait_until(first_slot_done, 30, "the first slot")
+    time.sleep(0.5)  # the slot's runs are recorded a moment before their workers are free
+    answer = api.post("/v1/sync", {"dataset": "images"})
+    assert answer.status == 202, answer.json()
+    started = answer.json()["started"]
+    assert [(s["driver"], s["shard"]) for s in started] == [
+        ("photos", {"index": 1, "of": 3, "from": "", "to": "b"}),
+        ("photos", {"index": 2, "of": 3, "from": "b", "to": "c"}),
+        ("photos", {"index": 3, "of": 3, "from": "c", "to": None}),
+    ]
+    for run in started:
+        wait_until(partial(run_succeeded, api, run["run_id"]), 30, "a shard's run")
+        assert api.get(f"/v1/runs/{run['run_id']}").json()["shard"] == run["shard"]
+    keys = [i["key"] for i in api.get("/v1/datasets/images/items").json()["items"]]
+    assert keys == ["a.jpg", "b.jpg", "c.jpg"]
+
+
 def test_the_manifest_streams_from_the_same_writers(start_api: Callable[..., Api]) -> None:
     api = start_api(files={"a.jpg": b"a", "b.png": b"b"})
     answer = api.get("/v1/datasets/images/manifest?format=jsonl")

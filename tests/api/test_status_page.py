@@ -22,6 +22,7 @@ from syncd.daemon.consumer import ConsumerStats
 from syncd.daemon.leases import LeaseStats
 from syncd.daemon.runner import DaemonState, PairState
 from syncd.daemon.schedule import Cron, Every
+from syncd.shards import shards_of
 from syncd.status import percentile, status_summary
 from tests.api.conftest import Api
 from tests.daemon.conftest import wait_until
@@ -305,3 +306,23 @@ def test_the_page_needs_a_read_token(start_api: Callable[..., Api]) -> None:
     assert api.get("/").status == 401
     answer = api.get("/", token="r-secret")
     assert answer.status == 200 and b"images" in answer.body
+
+
+def test_a_sharded_driver_is_failing_while_any_shard_is(catalog: Catalog) -> None:
+    one, two = shards_of(["m"])
+    dataset_id = catalog.dataset_id("pets")
+    driver_id = catalog.driver_id("photos", "local", "/data", "")
+    failed = catalog.begin_run(dataset_id, driver_id, watermark=0, shard=two)
+    catalog.finish_run(failed, RunStatus.ABORTED, None, (), "too many deletes in m..")
+    # The other shard's later success does not hide it.
+    fine = catalog.begin_run(dataset_id, driver_id, watermark=0, shard=one)
+    catalog.finish_run(fine, RunStatus.SUCCEEDED, None)
+    (pets,) = status_summary(catalog, None, None)["datasets"]
+    (photos,) = pets["drivers"]
+    assert photos["failing"] and photos["last_finished"]["shard"]["index"] == 2
+    assert photos["last_run"]["id"] == fine
+    # Once that shard succeeds again, the driver is well.
+    again = catalog.begin_run(dataset_id, driver_id, watermark=0, shard=two)
+    catalog.finish_run(again, RunStatus.SUCCEEDED, None)
+    (pets,) = status_summary(catalog, None, None)["datasets"]
+    assert not pets["drivers"][0]["failing"]

@@ -416,3 +416,51 @@ def test_keys_a_changed_exclude_leaves_out_are_deleted_as_by_a_listing(
     assert result.status == RunStatus.SUCCEEDED and result.counts.deleted == 1
     assert set(setup.items("by-inventory")) == {"a.jpg", "c.jpg"}
     assert (again.counts.deleted, again.counts.added) == (0, 0)
+
+
+@pytest.mark.parametrize("kind", ["s3", "azure"])
+def test_a_sharded_driver_reconciles_each_key_range_from_the_report(
+    setup_for: Callable[[str], Setup], kind: str
+) -> None:
+    setup = setup_for(kind)
+    keys = [*NASTY_KEYS, "photos/cat.jpg", "photos/dog.png", "notes.txt"]
+    fill(setup.src, keys)
+    setup.deliver(taken_at=time.time() - 7200)
+    data = setup.data(margin="0s")
+    data["drivers"][1]["shards"] = ["a0", "notes.txt", "émoji"]
+
+    def sync_shards(**options: Any) -> list[SyncResult]:
+        project = Project(parse_config(yaml.safe_dump(data), base_dir=setup.base))
+        try:
+            return project.sync("by-inventory", **options).results
+        finally:
+            project.close()
+
+    listed = setup.sync("by-listing")
+    first = sync_shards()
+    assert [r.shard.label if r.shard else None for r in first] == ["1/4", "2/4", "3/4", "4/4"]
+    assert {r.status for r in first} == {RunStatus.SUCCEEDED}, [r.reason for r in first]
+    assert sum(r.counts.added for r in first) == listed.counts.added == len(keys)
+    assert setup.items("by-inventory") == setup.items("by-listing")
+
+    # Gone from the third shard only: that shard deletes it; the others change nothing.
+    setup.src.delete("photos/cat.jpg")  # type: ignore[attr-defined]
+    setup.deliver(taken_at=time.time() + 60)
+    second = sync_shards()
+    assert [r.counts.deleted for r in second] == [0, 0, 1, 0]
+    listed_before = [r.counts.listed for r in first]
+    listed_before[2] -= 1
+    assert [r.counts.listed for r in second] == listed_before
+    assert "photos/cat.jpg" not in setup.items("by-inventory")
+    if kind != "s3":
+        return
+    # Each range keeps its own record of the report applied: an older report is refused by
+    # every shard, not only by the one that ran last.
+    weekly = "inventory/source/weekly/"
+    s3_inventory(
+        setup.dst, weekly, setup.source.bucket, setup.listing(), taken_at=time.time() - 86400
+    )
+    data["drivers"][1]["inventory"]["prefix"] = weekly
+    stale = sync_shards()
+    assert {r.status for r in stale} == {RunStatus.ABORTED}
+    assert all("older than the report applied last" in (r.reason or "") for r in stale)
