@@ -396,6 +396,10 @@ class Inventory(_Model):
     memory_limit: str = Field(
         default="512MB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$"
     )
+    #: Keep a Parquet copy of the driver's catalog rows between merges (beside a SQLite
+    #: catalog, or in the user's cache), patched from the change feed: a no-op merge then
+    #: reads no catalog table. False: read the catalog in place every time.
+    catalog_copy: bool = True
 
     @field_validator("prefix")
     @classmethod

@@ -792,6 +792,37 @@ class SqlCatalog(ABC):
 
     # -- inventory reports ---------------------------------------------------------------
 
+    def change_mark(self, change_id: int) -> tuple[str, float] | None:
+        """The key and time of change `change_id`: what a cache taken at that change checks
+        to know it is still of this catalog's history (not of a restored or recreated one)."""
+        row = self._run(
+            self._sql("SELECT key, at FROM changes WHERE id = ?"), (change_id,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), float(row[1]))
+
+    def rows_changed_since(
+        self, dataset_id: int, driver_id: int, since: int, limit: int
+    ) -> list[RawRow] | None:
+        """The current rows of every key of one dataset and driver changed after change
+        `since`; None when more than `limit` keys changed."""
+        keys = [
+            str(r[0])
+            for r in self._run(
+                self._sql(
+                    "SELECT DISTINCT key FROM changes WHERE id > ? AND dataset_id = ? "
+                    "AND driver_id = ? LIMIT ?"
+                ),
+                (since, dataset_id, driver_id, limit + 1),
+            ).fetchall()
+        ]
+        if len(keys) > limit:
+            return None
+        rows: list[RawRow] = []
+        for start in range(0, len(keys), 500):
+            sql, params = self._keys_query(dataset_id, driver_id, keys[start : start + 500])
+            rows.extend(tuple(r) for r in self._run(sql, params).fetchall())
+        return rows
+
     def change_id_at(self, ts: float) -> int:
         """The newest change id written before `ts` (0: none). Ids are gap-free and were
         given in time order, so a binary search over the primary key finds it."""

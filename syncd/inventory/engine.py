@@ -15,6 +15,7 @@ from typing import Any
 
 from syncd.catalog.types import Catalog
 from syncd.errors import Unsupported
+from syncd.inventory import snapshot
 from syncd.inventory.reports import InventoryError, Report
 from syncd.shards import Shard
 from syncd.storage.types import Store
@@ -333,6 +334,67 @@ def catalog_relation(
         "CREATE OR REPLACE TEMP VIEW items AS SELECT key, size, mtime, etag, version, "
         f"({deleted}) AS deleted, change_id, order_token, observed_at, content_type, "
         f"media_kind, ({verify}) AS verify, history FROM {table} WHERE {where}"
+    )
+
+
+def catalog_items(
+    con: Any,
+    catalog: Catalog,
+    dataset_id: int,
+    driver_id: int,
+    shard: Shard | None,
+    folder: Path,
+) -> None:
+    """Create view `items` (the columns the merge compares) from the copy of these rows kept
+    in `folder`, patched with the rows changed since; the copy is built (or rewritten) from
+    the catalog when it is missing, foreign, or far behind."""
+    watermark = catalog.last_change_id()
+    ids = (dataset_id, driver_id)
+    copy = snapshot.load(catalog, folder, dataset_id, driver_id, shard)
+    patch = None
+    if copy is not None:
+        share = int(copy.rows * snapshot.PATCH_SHARE)
+        limit = max(snapshot.PATCH_LEAST, min(snapshot.PATCH_MOST, share))
+        patch = catalog.rows_changed_since(dataset_id, driver_id, copy.watermark, limit)
+    if copy is None or patch is None:
+        catalog_relation(con, catalog, dataset_id, driver_id, shard)
+        copy = snapshot.save(con, catalog, folder, ids, shard, "items", watermark)
+        patch = catalog.rows_changed_since(dataset_id, driver_id, watermark, snapshot.PATCH_MOST)
+        if patch is None:
+            # The catalog is being written faster than it can be copied: read it in place.
+            snapshot.discard(folder, dataset_id, driver_id, shard)
+            return
+        rewrite = False
+    else:
+        rewrite = len(patch) > max(1_000, copy.rows * snapshot.REWRITE_SHARE)
+    _patched_view(con, copy.data, [r for r in patch if shard is None or shard.covers(r[0])])
+    if rewrite:
+        copy = snapshot.save(con, catalog, folder, ids, shard, "items", watermark)
+        _patched_view(con, copy.data, [])
+
+
+def _patched_view(con: Any, data: Path, patch: Sequence[tuple[Any, ...]]) -> None:
+    import pyarrow as pa
+
+    # ROW_COLUMNS order: key, size, mtime, etag, version, deleted, change_id, ..., verify.
+    table = pa.table(
+        {
+            "key": pa.array([r[0] for r in patch], pa.string()),
+            "size": pa.array([r[1] for r in patch], pa.int64()),
+            "mtime": pa.array([r[2] for r in patch], pa.float64()),
+            "etag": pa.array([r[3] for r in patch], pa.string()),
+            "version": pa.array([r[4] for r in patch], pa.string()),
+            "deleted": pa.array([bool(r[5]) for r in patch], pa.bool_()),
+            "change_id": pa.array([r[6] for r in patch], pa.int64()),
+            "verify": pa.array([bool(r[11]) for r in patch], pa.bool_()),
+        }
+    )
+    con.register("catalog_patch", table)
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW items AS "
+        f"SELECT {snapshot.COLUMNS} FROM read_parquet({_quote(data)}) c "
+        "WHERE NOT EXISTS (SELECT 1 FROM catalog_patch p WHERE p.key = c.key) "
+        f"UNION ALL SELECT {snapshot.COLUMNS} FROM catalog_patch"
     )
 
 

@@ -33,7 +33,7 @@ from syncd.catalog.types import (
 )
 from syncd.config import Config, Driver, MaxDelete
 from syncd.errors import Stopped
-from syncd.inventory import engine
+from syncd.inventory import engine, snapshot
 from syncd.inventory.reports import InventoryError, Report, latest_report
 from syncd.reconcile import (
     BATCH_SIZE,
@@ -193,7 +193,13 @@ def _merge(
             keep=keys.accepts if every_key and ids[1] is not None else None,
             shard=result.shard,
         )
-        engine.catalog_relation(con, catalog, *ids, shard=result.shard)
+        dataset_id, driver_id = ids
+        if driver.inventory.catalog_copy and dataset_id is not None and driver_id is not None:
+            engine.catalog_items(
+                con, catalog, dataset_id, driver_id, result.shard, snapshot.folder_of(catalog)
+            )
+        else:
+            engine.catalog_relation(con, catalog, *ids, shard=result.shard)
         con.execute(engine.DIFF, {"asof": asof})
         listed = _count(con, "SELECT count(*) FROM report")
         held = _count(con, "SELECT count(*) FROM diff WHERE op = 'delete'")
