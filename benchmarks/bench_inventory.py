@@ -86,7 +86,8 @@ integrations:
   - {{name: aws, provider: s3, region: us-east-1}}
 drivers:
   - {{name: gen, integration: aws, bucket: bench, max_delete: 100%, listing: inventory,
-      inventory: {{bucket: inventory, prefix: inv/, margin: 0s, memory_limit: {args.memory}}}}}
+      inventory: {{bucket: inventory, prefix: inv/, margin: 0s, memory_limit: {args.memory},
+                   catalog_copy: {"false" if args.in_place else "true"}}}}}
 datasets:
   - {{name: bench, drivers: [gen]}}
 """,
@@ -129,9 +130,13 @@ def peak_rss_mb() -> float:
     return 0.0
 
 
-def run(path: str, url: str, folder: Path, items: int, memory: str) -> dict[str, Any]:
+def run(
+    path: str, url: str, folder: Path, items: int, memory: str, *, in_place: bool = False
+) -> dict[str, Any]:
     argv = [sys.executable, "-m", "benchmarks.bench_inventory", "--child", path]
     argv += ["--catalog", url, "--folder", str(folder), "--items", str(items), "--memory", memory]
+    if in_place:
+        argv.append("--in-place")
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{path} case failed:\n{done.stderr[-3000:]}")
@@ -147,6 +152,7 @@ def main() -> None:
     parser.add_argument("--paths", default="inventory,listing")
     parser.add_argument("--child", choices=("inventory", "listing"))
     parser.add_argument("--catalog")
+    parser.add_argument("--in-place", action="store_true", help="catalog_copy: false")
     parser.add_argument("--folder")
     args = parser.parse_args()
     if args.child:
@@ -168,6 +174,17 @@ def main() -> None:
                     rows.append(
                         (kind, "inventory", case, got["seconds"], args.items, got["rss_mb"])
                     )
+                got = run("inventory", url, folder, args.items, args.memory, in_place=True)
+                rows.append(
+                    (
+                        kind,
+                        "inventory",
+                        "no-op, in place",
+                        got["seconds"],
+                        args.items,
+                        got["rss_mb"],
+                    )
+                )
                 # Taken after the catalog's writes (a delivery in the same minute replaces
                 # the folder's manifest, as S3 does).
                 write_report(folder, args.items, 2, time.time() + 5)

@@ -399,7 +399,8 @@ class Daemon:
             # The whole driver, not the folder: a folder moved out lists empty, and a
             # reconcile of it alone could only refuse to delete.
             log.warning("watcher missed changes; reconciling", folder=folder, reason=reason)
-            self.submit_sync(dataset, driver)
+            for shard in selected_shards(driver):
+                self.submit_sync(dataset, driver, shard=shard)
 
         def watcher(polling: bool) -> FolderWatcher:
             return FolderWatcher(
