@@ -374,6 +374,10 @@ def catalog_items(
 
 
 def _patched_view(con: Any, data: Path, patch: Sequence[tuple[Any, ...]]) -> None:
+    copy = f"SELECT {snapshot.COLUMNS} FROM read_parquet({_quote(data)})"
+    if not patch:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW items AS {copy}")
+        return
     import pyarrow as pa
 
     # ROW_COLUMNS order: key, size, mtime, etag, version, deleted, change_id, ..., verify.
@@ -391,8 +395,7 @@ def _patched_view(con: Any, data: Path, patch: Sequence[tuple[Any, ...]]) -> Non
     )
     con.register("catalog_patch", table)
     con.execute(
-        "CREATE OR REPLACE TEMP VIEW items AS "
-        f"SELECT {snapshot.COLUMNS} FROM read_parquet({_quote(data)}) c "
+        f"CREATE OR REPLACE TEMP VIEW items AS {copy} c "
         "WHERE NOT EXISTS (SELECT 1 FROM catalog_patch p WHERE p.key = c.key) "
         f"UNION ALL SELECT {snapshot.COLUMNS} FROM catalog_patch"
     )
