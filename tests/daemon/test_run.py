@@ -100,6 +100,25 @@ def slots(url: str) -> list[tuple[str, int, str]]:
     return [(str(n), int(s), str(o)) for n, s, o in rows]
 
 
+def run_replicas(
+    daemons: Daemons, config: dict[str, Any], url: str, *, replicas: int, slots_claimed: int
+) -> list[tuple[str, int, str]]:
+    """Run `replicas` daemons on one config until they claimed `slots_claimed` schedule
+    slots; stop them; the slots claimed."""
+    path = daemons.write_config(config)
+    open_catalog(url).close()  # migrated once, before the replicas race
+    started = [
+        daemons.start(path, env={"SYNCD_REPLICA": f"replica-{n}"}, name=f"replica-{n}")
+        for n in range(replicas)
+    ]
+    wait_until(
+        lambda: len(slots(url)) >= slots_claimed, 60, f"{slots_claimed} slots claimed", every=0.5
+    )
+    for replica in started:
+        assert replica.stop() == 0
+    return slots(url)
+
+
 def assert_succeeded_or_cut_by_shutdown(runs: list[SyncRun]) -> None:
     """Every run succeeded, but for one a replica's SIGTERM stopped between batches."""
     for run in runs:
@@ -120,16 +139,7 @@ def test_three_replicas_on_postgres_run_each_slot_once(
         (folder / "frame.jpg").write_bytes(b"f")
     config = local_config(postgres_url, folders, schedule={"every": "2s"})
     config["daemon"]["workers"] = 4
-    path = daemons.write_config(config)
-    open_catalog(postgres_url).close()  # migrated once, before the replicas race
-    replicas = [
-        daemons.start(path, env={"SYNCD_REPLICA": f"replica-{n}"}, name=f"replica-{n}")
-        for n in range(3)
-    ]
-    wait_until(lambda: len(slots(postgres_url)) >= 250, 60, "250 slots claimed", every=0.5)
-    for replica in replicas:
-        assert replica.stop() == 0
-    claimed = slots(postgres_url)
+    claimed = run_replicas(daemons, config, postgres_url, replicas=3, slots_claimed=250)
     owners = Counter(owner for _, _, owner in claimed)
     assert set(owners) == {"replica-0", "replica-1", "replica-2"}, owners
     catalog = open_catalog(postgres_url)
@@ -160,16 +170,7 @@ def test_replicas_share_the_shards_of_one_driver(
     config = local_config(
         postgres_url, {"frames": folder}, schedule={"every": "1s"}, shards=["d", "g", "k"]
     )
-    path = daemons.write_config(config)
-    open_catalog(postgres_url).close()
-    replicas = [
-        daemons.start(path, env={"SYNCD_REPLICA": f"replica-{n}"}, name=f"replica-{n}")
-        for n in range(2)
-    ]
-    wait_until(lambda: len(slots(postgres_url)) >= 16, 60, "16 shard slots claimed", every=0.5)
-    for replica in replicas:
-        assert replica.stop() == 0
-    claimed = slots(postgres_url)
+    claimed = run_replicas(daemons, config, postgres_url, replicas=2, slots_claimed=16)
     # Each shard is its own schedule and lease: both replicas ran shards.
     assert {n for n, _, _ in claimed} == {f"images/frames#{i}/4" for i in range(1, 5)}
     assert {o for _, _, o in claimed} == {"replica-0", "replica-1"}
