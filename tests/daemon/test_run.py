@@ -104,16 +104,20 @@ def run_replicas(
     daemons: Daemons, config: dict[str, Any], url: str, *, replicas: int, slots_claimed: int
 ) -> list[tuple[str, int, str]]:
     """Run `replicas` daemons on one config until they claimed `slots_claimed` schedule
-    slots; stop them; the slots claimed."""
+    slots and each claimed some (a replica slow to start would find none left); stop them;
+    the slots claimed."""
     path = daemons.write_config(config)
     open_catalog(url).close()  # migrated once, before the replicas race
     started = [
         daemons.start(path, env={"SYNCD_REPLICA": f"replica-{n}"}, name=f"replica-{n}")
         for n in range(replicas)
     ]
-    wait_until(
-        lambda: len(slots(url)) >= slots_claimed, 60, f"{slots_claimed} slots claimed", every=0.5
-    )
+
+    def claimed() -> bool:
+        now = slots(url)
+        return len(now) >= slots_claimed and len({owner for _, _, owner in now}) == replicas
+
+    wait_until(claimed, 60, f"{slots_claimed} slots claimed by every replica", every=0.5)
     for replica in started:
         assert replica.stop() == 0
     return slots(url)
