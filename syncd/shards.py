@@ -42,10 +42,6 @@ class Shard:
     def overlaps(self, start: str, end: str | None) -> bool:
         return (end is None or self.start < end) and (self.end is None or start < self.end)
 
-    def describe(self) -> str:
-        end = repr(self.end) if self.end is not None else "the last key"
-        return f"shard {self.label} ({self.start!r} to {end})"
-
     @property
     def list_after(self) -> str | None:
         """A key every key of the shard sorts after, close below `start`: a listing begins
