@@ -533,6 +533,10 @@ def committed_changes(catalog: Path) -> int:
         return 0
 
 
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     ("signum", "code", "message"),
     [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
@@ -550,6 +554,9 @@ def test_a_signal_during_sync_records_an_interrupted_run(
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "SYNCD_CONFIG": "", "SYNCD_CATALOG_URL": ""},
+        # As a terminal starts it: a suite run in the background of a script inherits
+        # SIGINT ignored, and Python then leaves it ignored.
+        preexec_fn=_sigint_default,
     ) as child:
         deadline = time.monotonic() + 60
         while committed_changes(catalog) == 0 and child.poll() is None:
