@@ -45,7 +45,7 @@ from syncd.errors import (
 )
 from syncd.logs import scrub
 from syncd.media import media_kind
-from syncd.shards import Shard, within
+from syncd.shards import Shard, log_fields, within
 from syncd.storage import key_filter
 from syncd.storage.deadline import Deadline
 from syncd.storage.fanout import fan_out_listing
@@ -398,7 +398,7 @@ def reconcile(
         driver=driver.name,
         run_id=result.run_id,
         dry_run=dry_run,
-        **_shard_log(shard),
+        **log_fields(shard),
     )
     bound.info("sync started", provider=provider, bucket=driver.bucket, prefix=driver.prefix)
 
@@ -462,10 +462,6 @@ def start_run(
 
 def _row_key(row: RawRow) -> str:
     return str(row[0])
-
-
-def _shard_log(shard: Shard | None) -> dict[str, str]:
-    return {} if shard is None else {"shard": shard.label}
 
 
 def ended_by(

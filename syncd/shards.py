@@ -58,6 +58,11 @@ class Shard:
         return self.start[:-1] + chr(below)
 
 
+def log_fields(shard: Shard | None) -> dict[str, str]:
+    """What a run's log lines carry to name its shard (nothing for a whole driver)."""
+    return {} if shard is None else {"shard": shard.label}
+
+
 def shards_of(boundaries: Iterable[str]) -> list[Shard]:
     """The shards `boundaries` (each shard's start after the first) cut keys into; none when
     there are none (the driver is one range)."""

@@ -48,7 +48,7 @@ from syncd.reconcile import (
     start_run,
     tombstone,
 )
-from syncd.shards import Shard
+from syncd.shards import Shard, log_fields
 from syncd.storage import key_filter, open_store
 from syncd.storage.types import ObjectInfo, Store
 
@@ -103,7 +103,7 @@ def reconcile_inventory(
         driver=driver.name,
         run_id=result.run_id,
         dry_run=dry_run,
-        **({"shard": shard.label} if shard is not None else {}),
+        **log_fields(shard),
     )
     bound.info("sync started", provider=provider, listing="inventory", bucket=driver.bucket)
     try:
